@@ -1,0 +1,36 @@
+# `make demo` and `make test` work on a fresh machine with only Python 3.11:
+# both create .venv and install the project into it first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+WORKDIR ?= runs/demo
+# The demo is the CPU embedded default; without this JAX probes for a TPU first.
+RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
+
+.PHONY: demo test test-fast venv clean
+
+venv: $(INSTALLED)
+
+$(INSTALLED): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(INSTALLED)
+	@for config in configs/tiny.py configs/bench.py configs/lamda_2b.py configs/lamda_8b.py \
+	    configs/lamda_137b.py; do \
+	  echo "== describe $$config"; $(RUN) --config $$config --mode describe || exit 1; \
+	done
+	@echo "== forward pass of configs/tiny.py on real tokens (workdir $(WORKDIR))"
+	$(RUN) --config configs/tiny.py --mode forward --workdir $(WORKDIR)
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m 'not slow'
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

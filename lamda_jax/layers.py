@@ -1,0 +1,158 @@
+"""Building blocks of the LaMDA decoder, in T5.1.1 conventions: no biases, RMS
+LayerNorm, relative attention bias, gated feed-forward. Every parameter is born
+with logical axis names; the rules table in the config maps them onto the mesh.
+
+Attention scaling: as in t5x, 1/sqrt(head_dim) is folded into the query
+kernel's initialisation, so the logits are not scaled again.
+"""
+
+import functools
+import operator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lamda_jax.config import ModelConfig
+
+# A large negative bias instead of -inf: fully masked rows (padding) stay finite.
+MASKED = -1e10
+
+ACTIVATION_FUNCTIONS = {
+    'gelu': functools.partial(nn.gelu, approximate=True),  # T5.1.1's tanh form
+    'gelu_exact': functools.partial(nn.gelu, approximate=False),
+    'relu': nn.relu,
+    'silu': nn.silu,
+    'linear': lambda x: x,
+}
+
+# t5x's initialisers; fan-in of the attention kernels spans the (heads, head_dim) axes.
+dense_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
+embedding_init = nn.initializers.normal(stddev=1.0)
+relative_bias_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
+qkv_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal', in_axis=0,
+                                            out_axis=(1, 2))
+attention_out_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal',
+                                                      in_axis=(0, 1), out_axis=2)
+
+
+def param_with_axes(module: nn.Module, name: str, init, shape, axes):
+  """`module.param` with logical axis names attached where the parameter is born."""
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape,
+                      jnp.dtype(module.config.param_dtype))
+
+
+def dense(module: nn.Module, name: str, x, equation: str, shape, axes, init=dense_init):
+  """A bias-free projection `einsum(equation, x, kernel)` in the compute dtype."""
+  kernel = param_with_axes(module, name, init, shape, axes)
+  dtype = jnp.dtype(module.config.dtype)
+  return jnp.einsum(equation, x.astype(dtype), kernel.astype(dtype))
+
+
+def relative_position_bucket(relative_position, bidirectional=True, num_buckets=32,
+                             max_distance=128):
+  """T5's bucketing of `relative_position = key_position - query_position`.
+
+  Half the buckets hold exact distances, the rest grow logarithmically up to
+  `max_distance`; anything further shares the last bucket. Unidirectional
+  (causal) attention only looks back, so future positions fall into bucket 0.
+  Float32 arithmetic with the same epsilon as Mesh TensorFlow and t5x, so the
+  integers match theirs exactly.
+  """
+  relative_position = jnp.asarray(relative_position)
+  bucket = 0
+  distance = -relative_position
+  if bidirectional:
+    num_buckets //= 2
+    bucket += (distance < 0).astype(jnp.int32) * num_buckets
+    distance = jnp.abs(distance)
+  else:
+    distance = jnp.maximum(distance, 0)
+  max_exact = num_buckets // 2
+  is_small = distance < max_exact
+  log_ratio = jnp.log(distance.astype(jnp.float32) / max_exact + np.finfo(np.float32).eps)
+  large = max_exact + (log_ratio / np.log(max_distance / max_exact) *
+                       (num_buckets - max_exact)).astype(jnp.int32)
+  large = jnp.minimum(large, num_buckets - 1)
+  return bucket + jnp.where(is_small, distance, large)
+
+
+class RMSNorm(nn.Module):
+  """T5 LayerNorm: scale by the root mean square; no mean subtraction, no bias."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.astype(jnp.float32)
+    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) +
+                          self.config.layer_norm_epsilon)
+    scale = param_with_axes(self, 'scale', nn.initializers.ones, (x.shape[-1],), ('embed',))
+    dtype = jnp.dtype(self.config.dtype)
+    return x.astype(dtype) * scale.astype(dtype)
+
+
+class RelativePositionBias(nn.Module):
+  """One [heads, buckets] table turned into an additive attention bias."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, query_positions, key_positions):
+    """positions: [batch, length] -> bias [batch, heads, q_length, k_length]."""
+    cfg = self.config
+    relative = key_positions[:, None, :] - query_positions[:, :, None]  # [batch, q, k]
+    buckets = relative_position_bucket(relative, bidirectional=False,
+                                       num_buckets=cfg.relative_attention_num_buckets,
+                                       max_distance=cfg.relative_attention_max_distance)
+    table = param_with_axes(self, 'rel_embedding', relative_bias_init,
+                            (cfg.num_heads, cfg.relative_attention_num_buckets),
+                            ('heads', 'relpos_buckets'))
+    bias = jnp.take(table.T.astype(cfg.dtype), buckets, axis=0)  # [batch, q, k, heads]
+    return jnp.transpose(bias, (0, 3, 1, 2))
+
+
+class MultiHeadAttention(nn.Module):
+  """Self-attention with heads x head_dim independent of d_model."""
+  config: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x, attention_bias):
+    """x: [batch, length, embed]; attention_bias: [batch, heads, q, k] (mask + position)."""
+    cfg = self.config
+    shape, axes = (cfg.d_model, cfg.num_heads, cfg.head_dim), ('embed', 'heads', 'kv')
+    query_init = lambda *args: qkv_init(*args) / np.sqrt(cfg.head_dim)  # pylint: disable=unnecessary-lambda-assignment
+    query, key, value = (
+        nn.with_logical_constraint(  # [batch, length, heads, head_dim]
+            dense(self, name, x, 'ble,ehd->blhd', shape, axes, init),
+            ('batch', 'length', 'heads', 'kv'))
+        for name, init in (('query', query_init), ('key', qkv_init), ('value', qkv_init)))
+
+    logits = jnp.einsum('bqhd,bkhd->bhqk', query, key)
+    logits = logits.astype(jnp.float32) + attention_bias.astype(jnp.float32)
+    weights = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)  # [batch, heads, q, k]
+    weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=self.deterministic)
+    context = jnp.einsum('bhqk,bkhd->bqhd', weights, value)  # [batch, q, heads, head_dim]
+    out = dense(self, 'out', context, 'bqhd,hde->bqe', (cfg.num_heads, cfg.head_dim, cfg.d_model),
+                ('heads', 'kv', 'embed'), attention_out_init)
+    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+
+
+class GatedMlp(nn.Module):
+  """wo(act_0(x wi_0) * act_1(x wi_1) * ...); ('gelu', 'linear') is gated-GELU."""
+  config: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    hidden = []
+    for index, activation in enumerate(cfg.activations):
+      name = 'wi' if len(cfg.activations) == 1 else f'wi_{index}'
+      projected = dense(self, name, x, 'ble,ef->blf', (cfg.d_model, cfg.d_ff), ('embed', 'mlp'))
+      hidden.append(ACTIVATION_FUNCTIONS[activation](projected))  # [batch, length, mlp]
+    hidden = functools.reduce(operator.mul, hidden)
+    hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'mlp'))
+    hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=self.deterministic)
+    out = dense(self, 'wo', hidden, 'blf,fe->ble', (cfg.d_ff, cfg.d_model), ('mlp', 'embed'))
+    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))

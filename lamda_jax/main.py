@@ -1,0 +1,52 @@
+"""The one entry point: `python -m lamda_jax.main --config configs/<name>.py --mode MODE`.
+
+Modes:
+  describe  sizes, FLOPs and parameter shapes as one JSON line; allocates nothing.
+  forward   one forward pass of a freshly initialised model on real text
+            (Python's bundled documentation), reporting the per-token loss.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from lamda_jax import config as config_lib
+from lamda_jax import forward_check
+from lamda_jax import model_stats
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
+                                          lock_config=True)
+_MODE = flags.DEFINE_enum('mode', 'describe', ['describe', 'forward'], 'What to run.')
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
+                               'Directory for this run\'s artefacts (tokenizer, checkpoints).')
+
+
+def describe(experiment: config_lib.ExperimentConfig, workdir: str):
+  del workdir  # describe writes nothing
+  print(json.dumps(model_stats.describe(experiment)))
+
+
+def forward(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(forward_check.run(experiment, workdir)))
+
+
+MODES = {'describe': describe, 'forward': forward}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    experiment = config_lib.load(_CONFIG.value)
+  except config_lib.ConfigError as error:
+    print(f'Invalid config {flags.FLAGS["config"].config_filename}: {error}', file=sys.stderr)
+    sys.exit(2)
+  MODES[_MODE.value](experiment, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)

@@ -1,0 +1,32 @@
+"""SentencePiece BPE tokenizer (§3: BPE, 32K vocabulary), trained by the project.
+
+Ids follow T5: 0 pad, 1 end of sequence, 2 unknown; no beginning-of-sequence.
+Byte fallback means no text is lost to <unk>; digits are split one by one.
+"""
+
+import os
+from typing import Iterable
+
+import sentencepiece as spm
+
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+
+
+def train(texts: Iterable[str], vocab_size: int, model_path: str) -> spm.SentencePieceProcessor:
+  """Trains a BPE model on the lines of `texts` and writes `model_path`."""
+  os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
+  lines = (line for text in texts for line in text.splitlines() if line.strip())
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=lines, model_prefix=model_path.removesuffix('.model'),
+      vocab_size=vocab_size, model_type='bpe', byte_fallback=True, split_digits=True,
+      character_coverage=0.9995, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+      normalization_rule_name='identity', remove_extra_whitespaces=False,
+      allow_whitespace_only_pieces=True, num_threads=os.cpu_count() or 1,
+      minloglevel=2)  # quiet: training statistics are noise in a run's log
+  return load(model_path)
+
+
+def load(model_path: str) -> spm.SentencePieceProcessor:
+  if not os.path.exists(model_path):
+    raise FileNotFoundError(f'No SentencePiece model at {model_path}')
+  return spm.SentencePieceProcessor(model_file=model_path)

@@ -1,0 +1,25 @@
+"""lamda_jax: LaMDA (Thoppilan et al., 2022) in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name='lamda_jax',
+    version='0.1.0',
+    description='A faithful JAX/Flax reimplementation of LaMDA: Language Models for Dialog '
+                'Applications.',
+    packages=setuptools.find_packages(include=['lamda_jax', 'lamda_jax.*']),
+    python_requires='>=3.11',
+    # Lower bounds are the versions the test suite was run with.
+    install_requires=[
+        'absl-py>=2.1',
+        'flax>=0.12.8',
+        'jax>=0.10.2',
+        'ml-collections>=1.1.0',
+        'numpy>=2.0',
+        'optax>=0.2.8',
+        'orbax-checkpoint>=0.12.8',
+        'sentencepiece>=0.2.0',
+        'tensorflow-datasets>=4.9.10',
+    ],
+    extras_require={'dev': ['pytest>=8.0']},
+)

@@ -1,0 +1,119 @@
+"""A bad config fails before anything compiles, with an error naming the field."""
+
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from configs import tiny
+from lamda_jax import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) +
+                      glob.glob(os.path.join(ROOT, 'experiments', '*.py')))
+CONFIG_FILES = [path for path in CONFIG_FILES if not path.endswith('__init__.py')]
+
+
+def _tiny_with(section, field, value):
+  config = tiny.get_config().to_dict()  # plain dict: load() must not rely on ConfigDict's types
+  if section:
+    config[section][field] = value
+  else:
+    config[field] = value
+  return config
+
+
+@pytest.mark.parametrize('section,field,value,message', [
+    ('model', 'num_layers', 0, 'config.model.num_layers: must be >= 1, got 0'),
+    ('model', 'd_model', 12.5, 'config.model.d_model: must be an integer, got 12.5'),
+    ('model', 'num_heads', -3, 'config.model.num_heads: must be >= 1'),
+    ('model', 'head_dim', True, 'config.model.head_dim: must be an integer'),
+    ('model', 'd_ff', 0, 'config.model.d_ff: must be >= 1'),
+    ('model', 'vocab_size', 0, 'config.model.vocab_size: must be >= 1'),
+    ('model', 'activations', ('gelu', 'swish3'), "config.model.activations: unknown value 'swish3'"),
+    ('model', 'activations', (), 'config.model.activations: needs at least one activation'),
+    ('model', 'relative_attention_num_buckets', 31,
+     'config.model.relative_attention_num_buckets: must be even'),
+    ('model', 'relative_attention_max_distance', 16,
+     'config.model.relative_attention_max_distance: must exceed num_buckets / 2 = 16'),
+    ('model', 'layer_norm_epsilon', 0.0, 'config.model.layer_norm_epsilon: must be a float in (0, 1)'),
+    ('model', 'dropout_rate', 1.0, 'config.model.dropout_rate: must be in [0, 1)'),
+    ('model', 'dtype', 'float8', "config.model.dtype: unknown value 'float8'"),
+    ('model', 'param_dtype', 'int8', "config.model.param_dtype: unknown value 'int8'"),
+    ('model', 'remat_policy', 'some', "config.model.remat_policy: unknown value 'some'"),
+    ('model', 'n_layers', 4, 'config.model.n_layers: unknown field'),
+    ('mesh', 'tensor', 0, 'config.mesh.tensor: must be >= 1'),
+    ('mesh', 'fsdp', -1, 'config.mesh: at most one axis may be -1'),
+    ('train', 'seq_len', 0, 'config.train.seq_len: must be >= 1'),
+    ('train', 'batch_size', 2.0, 'config.train.batch_size: must be an integer'),
+    ('', 'logical_axis_rules', (('embed', 'fsdp'), ('experts', 'tensor')),
+     "config.logical_axis_rules[1]: unknown value 'experts'"),
+    ('', 'logical_axis_rules', (('embed', 'model'),), "config.logical_axis_rules[0]: unknown value 'model'"),
+])
+def test_each_bad_field_has_its_own_error(section, field, value, message):
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_lib.load(_tiny_with(section, field, value))
+  assert message in str(error.value)
+
+
+def test_missing_required_field_is_named():
+  config = tiny.get_config().to_dict()
+  del config['model']['d_model']
+  with pytest.raises(config_lib.ConfigError, match=r'config\.model\.d_model: is required'):
+    config_lib.load(config)
+
+
+@pytest.mark.parametrize('mesh,devices,want', [
+    ({'data': -1, 'fsdp': 1, 'tensor': 1}, 8, {'data': 8, 'fsdp': 1, 'tensor': 1}),
+    ({'data': 2, 'fsdp': -1, 'tensor': 2}, 8, {'data': 2, 'fsdp': 2, 'tensor': 2}),
+    ({'data': 1, 'fsdp': -1, 'tensor': 8}, 1024, {'data': 1, 'fsdp': 128, 'tensor': 8}),
+    ({'data': 2, 'fsdp': 2, 'tensor': 2}, 8, {'data': 2, 'fsdp': 2, 'tensor': 2}),
+])
+def test_mesh_resolves_fill_axis(mesh, devices, want):
+  assert config_lib.MeshConfig(**mesh).resolve(devices) == want
+
+
+@pytest.mark.parametrize('mesh,devices,message', [
+    ({'data': 2, 'fsdp': 2, 'tensor': 2}, 4, 'needs 8 devices but 4 are available'),
+    ({'data': -1, 'fsdp': 3, 'tensor': 1}, 8, '8 devices cannot be split by the fixed axes'),
+])
+def test_mesh_that_does_not_match_the_devices_fails(mesh, devices, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.MeshConfig(**mesh).resolve(devices)
+
+
+@pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
+def test_every_shipped_config_is_valid(path):
+  spec = importlib.util.spec_from_file_location('config_under_test', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  experiment = config_lib.load(module.get_config())
+  assert experiment.name == os.path.basename(path).removesuffix('.py')
+
+
+def test_config_round_trips_through_config_dict():
+  experiment = config_lib.load(tiny.get_config())
+  assert isinstance(experiment.to_config_dict(), ml_collections.ConfigDict)
+  assert config_lib.load(experiment.to_config_dict()) == experiment
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, '-m', 'lamda_jax.main', *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_rejects_a_bad_override_with_the_field_name():
+  result = _cli('--config', 'configs/tiny.py', '--config.model.num_heads=0', '--mode', 'describe')
+  assert result.returncode == 2
+  assert 'Invalid config configs/tiny.py: config.model.num_heads: must be >= 1, got 0' in result.stderr
+  assert result.stdout == ''
+
+
+def test_cli_rejects_an_unknown_field():
+  result = _cli('--config', 'configs/tiny.py', '--config.model.n_layers=3')
+  assert result.returncode != 0
+  assert 'n_layers' in result.stderr

@@ -1,0 +1,168 @@
+"""The whole decoder: numpy reference, causality, packing, scan/remat equivalence."""
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lamda_jax.config import ModelConfig
+from lamda_jax.model import Decoder
+from tests import numpy_reference
+
+CFG = ModelConfig(num_layers=3, d_model=32, num_heads=4, head_dim=8, d_ff=48, vocab_size=97,
+                  dtype='float32', relative_attention_num_buckets=8,
+                  relative_attention_max_distance=12)
+
+
+def _variant(**changes):
+  return dataclasses.replace(CFG, **changes)
+
+
+def _tokens(shape, seed=0):
+  return jax.random.randint(jax.random.key(seed), shape, 3, CFG.vocab_size)
+
+
+def _init(cfg, tokens):
+  return jax.jit(Decoder(cfg).init)(jax.random.key(42), tokens)['params']
+
+
+@functools.cache
+def _jitted_apply(cfg):
+  return jax.jit(Decoder(cfg).apply, static_argnames='deterministic')
+
+
+def _apply(cfg, params, *inputs, **kwargs):
+  return _jitted_apply(cfg)({'params': params}, *inputs, **kwargs)
+
+
+@pytest.mark.parametrize('changes', [
+    {}, {'scan_layers': False}, {'activations': ('silu', 'linear')}, {'tie_embeddings': True},
+    {'remat_policy': 'full'}, {'head_dim': 16, 'num_heads': 3},
+])
+def test_matches_numpy_reference(changes):
+  cfg = _variant(**changes)
+  tokens = _tokens((2, 20))  # longer than max_distance: exercises the log buckets
+  positions = np.tile(np.arange(20), (2, 1))
+  segment_ids = np.ones((2, 20), np.int32)
+  params = _init(cfg, tokens)
+  logits = _apply(cfg, params, tokens)
+  want = numpy_reference.decoder(jax.tree.map(lambda x: np.asarray(x, np.float64), nn.unbox(params)),
+                                 cfg, np.asarray(tokens), positions, segment_ids)
+  np.testing.assert_allclose(logits, want, rtol=2e-4, atol=2e-4)
+
+
+def test_numpy_reference_on_packed_and_padded_rows():
+  tokens = _tokens((2, 12))
+  segment_ids = np.array([[1] * 5 + [2] * 7, [1] * 9 + [0] * 3])
+  positions = np.array([list(range(5)) + list(range(7)), list(range(9)) + [0] * 3])
+  params = _init(CFG, tokens)
+  logits = np.asarray(_apply(CFG, params, tokens, positions, segment_ids))
+  want = numpy_reference.decoder(jax.tree.map(lambda x: np.asarray(x, np.float64), nn.unbox(params)),
+                                 CFG, np.asarray(tokens), positions, segment_ids)
+  real = segment_ids != 0
+  np.testing.assert_allclose(logits[real], want[real], rtol=2e-4, atol=2e-4)
+  assert np.isfinite(logits).all()  # padding rows stay finite
+
+
+def test_causal_changing_a_token_never_changes_earlier_logits():
+  tokens = _tokens((1, 16))
+  params = _init(CFG, tokens)
+  base = np.asarray(_apply(CFG, params, tokens))
+  for t in (0, 5, 15):
+    changed = tokens.at[0, t].set((tokens[0, t] + 1) % CFG.vocab_size)
+    out = np.asarray(_apply(CFG, params, changed))
+    np.testing.assert_array_equal(out[0, :t], base[0, :t])
+    assert not np.allclose(out[0, t:], base[0, t:])  # the change is visible from t on
+
+
+def test_packed_segments_equal_each_segment_alone():
+  first, second = _tokens((1, 5), seed=1), _tokens((1, 7), seed=2)
+  packed = jnp.concatenate([first, second, jnp.zeros((1, 4), jnp.int32)], axis=1)
+  segment_ids = jnp.array([[1] * 5 + [2] * 7 + [0] * 4])
+  positions = jnp.array([list(range(5)) + list(range(7)) + [0] * 4])
+  params = _init(CFG, packed)
+  out = _apply(CFG, params, packed, positions, segment_ids)
+  alone_first = _apply(CFG, params, first)
+  alone_second = _apply(CFG, params, second)
+  np.testing.assert_allclose(out[:, :5], alone_first, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out[:, 5:12], alone_second, rtol=1e-5, atol=1e-5)
+
+
+def _unstack(scanned_params, num_layers):
+  layers = scanned_params['layers']
+  unrolled = {k: v for k, v in scanned_params.items() if k != 'layers'}
+  for i in range(num_layers):
+    unrolled[f'layers_{i}'] = jax.tree.map(lambda x, i=i: x[i], layers)
+  return unrolled
+
+
+def test_scanned_and_unrolled_layers_compute_the_same_function():
+  tokens = _tokens((2, 10))
+  scanned = nn.unbox(_init(CFG, tokens))
+  unrolled_cfg = _variant(scan_layers=False)
+  out_scanned = _apply(CFG, scanned, tokens)
+  out_unrolled = _apply(unrolled_cfg, _unstack(scanned, CFG.num_layers), tokens)
+  np.testing.assert_allclose(out_scanned, out_unrolled, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('policy', ['full', 'dots', 'dots_no_batch'])
+def test_remat_policies_keep_gradients(policy):
+  tokens = _tokens((2, 10))
+  params = nn.unbox(_init(CFG, tokens))
+
+  def loss(p, cfg):
+    return jnp.mean(Decoder(cfg).apply({'params': p}, tokens) ** 2)
+
+  grad = jax.jit(jax.grad(loss), static_argnums=1)
+  want = grad(params, CFG)
+  got = grad(params, _variant(remat_policy=policy))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+
+
+def test_dropout_only_in_training_mode():
+  cfg = _variant(dropout_rate=0.5)
+  tokens = _tokens((1, 8))
+  params = _init(cfg, tokens)
+  eval_out = _apply(cfg, params, tokens)
+  np.testing.assert_array_equal(eval_out, _apply(CFG, params, tokens))
+  train = lambda seed: _apply(cfg, params, tokens, deterministic=False,  # pylint: disable=unnecessary-lambda-assignment
+                              rngs={'dropout': jax.random.key(seed)})
+  assert not np.allclose(train(0), eval_out)
+  assert not np.allclose(train(0), train(1))
+  np.testing.assert_array_equal(train(0), train(0))
+
+
+def test_bfloat16_compute_tracks_float32():
+  tokens = _tokens((2, 12))
+  params = _init(CFG, tokens)
+  bf16 = _apply(_variant(dtype='bfloat16'), params, tokens)
+  f32 = _apply(CFG, params, tokens)
+  assert bf16.dtype == jnp.float32  # logits are always float32 for the loss
+  assert jax.tree.leaves(params)[0].dtype == jnp.float32
+  np.testing.assert_allclose(bf16, f32, atol=0.15 * float(jnp.std(f32)))
+
+
+def test_every_parameter_has_logical_axes():
+  params = _init(CFG, _tokens((1, 4)))
+  boxed = jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  assert boxed and all(isinstance(leaf, nn.LogicallyPartitioned) for leaf in boxed)
+  specs = nn.get_partition_spec(params)
+  assert specs['layers']['attention']['query'] == jax.sharding.PartitionSpec(
+      'layers', 'embed', 'heads', 'kv')
+  assert specs['layers']['mlp']['wo'] == jax.sharding.PartitionSpec('layers', 'mlp', 'embed')
+  assert specs['token_embedder']['embedding'] == jax.sharding.PartitionSpec('vocab', 'embed')
+  assert specs['relpos_bias']['rel_embedding'] == jax.sharding.PartitionSpec('heads',
+                                                                             'relpos_buckets')
+
+
+def test_query_initialisation_absorbs_attention_scaling():
+  cfg = _variant(d_model=256, head_dim=64, num_heads=4)
+  params = nn.unbox(_init(cfg, _tokens((1, 2))))['layers']['attention']
+  # fan-in d_model for both; the query is further scaled by 1/sqrt(head_dim).
+  ratio = float(jnp.std(params['key']) / jnp.std(params['query']))
+  assert ratio == pytest.approx(np.sqrt(64), rel=0.05)
+  assert float(jnp.std(params['key'])) == pytest.approx(1 / np.sqrt(256), rel=0.1)
