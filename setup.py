@@ -19,7 +19,9 @@ setuptools.setup(
         'optax>=0.2.8',
         'orbax-checkpoint>=0.12.8',
         'sentencepiece>=0.2.0',
+        'tensorboardX>=2.6.2',
         'tensorflow-datasets>=4.9.10',
+        'tqdm>=4.66',
     ],
     extras_require={'dev': ['pytest>=8.0']},
 )

@@ -137,16 +137,79 @@ class MeshConfig:
     return sizes
 
 
+OPTIMIZERS = ('adafactor', 'adamw')
+SCHEDULES = ('cosine', 'rsqrt', 'constant')
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Batch geometry. The paper trains every size on 256K-token batches; it does
-  not give the sequence length, so paper configs use 2048 x 128 = 262,144."""
+  """Batch geometry, optimizer and loop cadence.
+
+  The paper trains every size on 256K-token batches and says nothing of the
+  sequence length or optimizer: paper configs use 2048 x 128 = 262,144 tokens
+  and Adafactor, the T5 family's default.
+  """
   seq_len: int = 2048
-  batch_size: int = 128  # sequences per global batch
+  batch_size: int = 128  # sequences per global batch, all hosts together
+  microbatches: int = 1  # gradient accumulation: the same update as the whole batch
+  steps: int = 1000
+  seed: int = 0
+  optimizer: str = 'adafactor'
+  learning_rate: float = 1e-2
+  schedule: str = 'rsqrt'  # warmup, then cosine decay, inverse square root, or constant
+  warmup_steps: int = 100
+  final_learning_rate_fraction: float = 0.1  # cosine decays to this fraction of the peak
+  weight_decay: float = 0.0
+  adam_b1: float = 0.9
+  adam_b2: float = 0.95
+  grad_clip_norm: float = 1.0  # 0 disables clipping
+  z_loss: float = 1e-4  # PaLM's auxiliary loss keeping the softmax normaliser near 1
+  log_every: int = 10  # also how often the host syncs with the device
+  eval_every: int = 100  # 0 disables evaluation
+  eval_batches: int = 4
+  checkpoint_every: int = 100
+  keep_checkpoints: int = 3
+  # Peak FLOP/s of one device for MFU; 0 measures a matmul once at start.
+  peak_flops_per_device: float = 0.0
+  # Names of the task ids a batch's tokens carry; loss and accuracy are reported per task.
+  tasks: tuple[str, ...] = ('lm',)
 
   def __post_init__(self):
-    _check_int('train.seq_len', self.seq_len)
-    _check_int('train.batch_size', self.batch_size)
+    for name in ('seq_len', 'batch_size', 'microbatches', 'steps', 'log_every', 'eval_batches',
+                 'checkpoint_every', 'keep_checkpoints'):
+      _check_int(f'train.{name}', getattr(self, name))
+    for name in ('seed', 'warmup_steps', 'eval_every'):
+      _check_int(f'train.{name}', getattr(self, name), minimum=0)
+    if self.batch_size % self.microbatches:
+      _fail('train.microbatches', f'must divide batch_size {self.batch_size}, got {self.microbatches}')
+    _check_choice('train.optimizer', self.optimizer, OPTIMIZERS)
+    _check_choice('train.schedule', self.schedule, SCHEDULES)
+    for name in ('learning_rate', 'final_learning_rate_fraction', 'weight_decay', 'adam_b1',
+                 'adam_b2', 'grad_clip_norm', 'z_loss', 'peak_flops_per_device'):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        _fail(f'train.{name}', f'must be a non-negative number, got {value!r}')
+    if self.learning_rate == 0:
+      _fail('train.learning_rate', 'must be positive')
+    object.__setattr__(self, 'tasks', tuple(self.tasks))
+    if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+      _fail('train.tasks', f'must be distinct names, at least one, got {self.tasks!r}')
+    for name in ('adam_b1', 'adam_b2', 'final_learning_rate_fraction'):
+      if getattr(self, name) > 1:
+        _fail(f'train.{name}', f'must be at most 1, got {getattr(self, name)}')
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+  """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
+
+  On Cloud TPU all three may stay empty/-1: JAX discovers them itself when
+  `enabled` is set.
+  """
+  enabled: bool = False
+  coordinator_address: str = ''  # host:port of process 0
+  num_processes: int = -1
+  process_id: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +218,7 @@ class ExperimentConfig:
   model: ModelConfig
   mesh: MeshConfig = MeshConfig()
   train: TrainConfig = TrainConfig()
+  distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 
   def __post_init__(self):
@@ -193,6 +257,7 @@ def load(config: ml_collections.ConfigDict | dict) -> ExperimentConfig:
       'model': _section(ModelConfig, 'model.', config.get('model', {})),
       'mesh': _section(MeshConfig, 'mesh.', config.get('mesh', {})),
       'train': _section(TrainConfig, 'train.', config.get('train', {})),
+      'distributed': _section(DistributedConfig, 'distributed.', config.get('distributed', {})),
       'logical_axis_rules': tuple(tuple(rule) for rule in config.get(
           'logical_axis_rules', DEFAULT_AXIS_RULES)),
   })

@@ -4,22 +4,28 @@ Modes:
   describe  sizes, FLOPs and parameter shapes as one JSON line; allocates nothing.
   forward   one forward pass of a freshly initialised model on real text
             (Python's bundled documentation), reporting the per-token loss.
+  train     the sharded train loop; resumes from the workdir's latest checkpoint.
 """
 
 import json
+import logging as python_logging
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
+import jax
 from ml_collections import config_flags
 
 from lamda_jax import config as config_lib
+from lamda_jax import distributed
 from lamda_jax import forward_check
 from lamda_jax import model_stats
+from lamda_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
-_MODE = flags.DEFINE_enum('mode', 'describe', ['describe', 'forward'], 'What to run.')
+_MODE = flags.DEFINE_enum('mode', 'describe', ['describe', 'forward', 'train'], 'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
 
@@ -33,17 +39,30 @@ def forward(experiment: config_lib.ExperimentConfig, workdir: str):
   print(json.dumps(forward_check.run(experiment, workdir)))
 
 
-MODES = {'describe': describe, 'forward': forward}
+def train_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  summary = train.run(experiment, workdir)
+  if jax.process_index() == 0:
+    print(json.dumps({'mode': 'train', **summary}))
+
+
+MODES = {'describe': describe, 'forward': forward, 'train': train_mode}
+
+
+def _quiet_libraries(record: python_logging.LogRecord) -> bool:
+  """Keeps Orbax's per-save INFO chatter out of the run's log; warnings stay."""
+  return record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_quiet_libraries)
   try:
     experiment = config_lib.load(_CONFIG.value)
   except config_lib.ConfigError as error:
     print(f'Invalid config {flags.FLAGS["config"].config_filename}: {error}', file=sys.stderr)
     sys.exit(2)
+  distributed.initialize(experiment.distributed)
   MODES[_MODE.value](experiment, _WORKDIR.value)
 
 

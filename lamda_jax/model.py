@@ -76,7 +76,7 @@ class Decoder(nn.Module):
     attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions, positions)
     attention_bias = jnp.where(attention_mask(segment_ids), attention_bias, layers.MASKED)
     attention_bias = nn.with_logical_constraint(attention_bias,
-                                                ('batch', 'heads', 'length', 'length'))
+                                                ('batch', 'heads', 'length', None))
 
     layer = DecoderLayer
     if cfg.remat_policy != 'none':

@@ -30,3 +30,13 @@ def load(model_path: str) -> spm.SentencePieceProcessor:
   if not os.path.exists(model_path):
     raise FileNotFoundError(f'No SentencePiece model at {model_path}')
   return spm.SentencePieceProcessor(model_file=model_path)
+
+
+def load_or_train(model_path: str, texts: Iterable[str], vocab_size: int):
+  """The run's tokenizer: trained once into the workdir, then always reloaded."""
+  tokenizer = load(model_path) if os.path.exists(model_path) else train(texts, vocab_size,
+                                                                        model_path)
+  if tokenizer.vocab_size() > vocab_size:
+    raise ValueError(f'{model_path} has {tokenizer.vocab_size()} pieces but '
+                     f'config.model.vocab_size is {vocab_size}')
+  return tokenizer

@@ -1,0 +1,56 @@
+"""Packing variable-length examples into fixed-length rows.
+
+Each example becomes one segment of a row: `targets` are its tokens, `inputs`
+the same shifted right with 0 at the segment start (t5x's decoder-only
+convention), `segment_ids` number the segments from 1 (0 is padding) and
+`positions` restart at 0, so the model never attends across examples.
+"""
+
+import dataclasses
+
+import numpy as np
+
+FIELDS = ('inputs', 'targets', 'loss_weights', 'segment_ids', 'positions', 'task_ids')
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  tokens: tuple[int, ...]
+  loss_weights: tuple[float, ...]  # one per token: where the loss applies
+  task_id: int = 0
+
+
+def pack(examples, seq_len: int) -> dict[str, np.ndarray]:
+  """Greedy, order-preserving packing -> arrays [rows, seq_len] keyed by FIELDS."""
+  rows, row, used = [], [], 0
+  for example in examples:
+    if len(example.tokens) > seq_len:
+      raise ValueError(f'example of {len(example.tokens)} tokens exceeds seq_len {seq_len}')
+    if used + len(example.tokens) > seq_len:
+      rows.append(row)
+      row, used = [], 0
+    row.append(example)
+    used += len(example.tokens)
+  if row:
+    rows.append(row)
+
+  arrays = {field: np.zeros((len(rows), seq_len),
+                            np.float32 if field == 'loss_weights' else np.int32)
+            for field in FIELDS}
+  for r, row in enumerate(rows):
+    start = 0
+    for segment, example in enumerate(row, start=1):
+      end = start + len(example.tokens)
+      arrays['targets'][r, start:end] = example.tokens
+      arrays['inputs'][r, start + 1:end] = example.tokens[:-1]
+      arrays['loss_weights'][r, start:end] = example.loss_weights
+      arrays['segment_ids'][r, start:end] = segment
+      arrays['positions'][r, start:end] = np.arange(len(example.tokens))
+      arrays['task_ids'][r, start:end] = example.task_id
+      start = end
+  return arrays
+
+
+def efficiency(arrays: dict[str, np.ndarray]) -> float:
+  """The fraction of row positions that hold tokens rather than padding."""
+  return float((arrays['segment_ids'] != 0).mean())

@@ -1,0 +1,179 @@
+"""The sharded train step: mesh invariance, real sharding, accumulation, schedules."""
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from lamda_jax import input_pipeline
+from lamda_jax import optimizers
+from lamda_jax import packing
+from lamda_jax import train
+from lamda_jax.config import ConfigError
+from lamda_jax.sampler import StepSampler
+from tests import training_helpers as helpers
+
+
+def _assert_trees_close(a, b, rtol=2e-5, atol=2e-6):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+
+
+def _assert_same_update(got, want, learning_rate=1e-3):
+  """After one AdamW step, mu = (1 - b1) * gradient: comparing it compares the
+  gradients themselves. Parameters moved by lr * g / (|g| + eps), which turns
+  float noise in near-zero gradients into up to ~5% of one step, hence the
+  tolerance of a tenth of the learning rate for them."""
+  jax.tree.map(  # float32 sums in another order: error relative to the array's scale
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=2e-5 * np.abs(y).max()),
+      optax.tree_utils.tree_get(got.opt_state, 'mu'),
+      optax.tree_utils.tree_get(want.opt_state, 'mu'))
+  _assert_trees_close(got.params, want.params, rtol=0, atol=0.1 * learning_rate)
+
+
+@pytest.fixture(scope='module')
+def single_device_update():
+  exp = helpers.experiment()
+  return helpers.one_update(exp, helpers.random_batch(exp))
+
+
+@pytest.mark.parametrize('mesh', [(8, 1, 1), (1, 8, 1), (2, 2, 2), (1, 1, 8)])
+def test_update_on_a_mesh_equals_single_device(mesh, single_device_update):
+  exp = helpers.experiment(mesh=mesh)
+  initial, updated, metrics, _ = helpers.one_update(exp, helpers.random_batch(exp), jax.devices())
+  want_initial, want_updated, want_metrics, _ = single_device_update
+  _assert_trees_close(initial.params, want_initial.params, rtol=0, atol=0)  # same init, sharded
+  for name in ('loss', 'grad_norm', 'z_loss'):
+    np.testing.assert_allclose(metrics[name], want_metrics[name], rtol=2e-5)
+  _assert_same_update(updated, want_updated)
+
+
+def _shard_shape(array):
+  shapes = {shard.data.shape for shard in array.addressable_shards}
+  assert len(shapes) == 1
+  return shapes.pop()
+
+
+def test_parameters_and_optimizer_state_are_really_sharded():
+  exp = helpers.experiment(mesh=(1, 4, 2))  # fsdp 4 over 'embed', tensor 2 over heads/mlp/vocab
+  _, _, _, state = helpers.one_update(exp, helpers.random_batch(exp), jax.devices())
+  params, mu = state.params, optax.tree_utils.tree_get(state.opt_state, 'mu')
+  assert _shard_shape(params['token_embedder']['embedding']) == (128 // 2, 64 // 4)
+  assert _shard_shape(params['layers']['attention']['query']) == (2, 64 // 4, 8 // 2, 8)
+  assert _shard_shape(params['layers']['mlp']['wi_0']) == (2, 64 // 4, 128 // 2)
+  assert _shard_shape(params['layers']['mlp']['wo']) == (2, 128 // 2, 64 // 4)
+  assert _shard_shape(params['logits_dense']) == (64 // 4, 128 // 2)
+  assert _shard_shape(mu['layers']['mlp']['wi_0']) == (2, 64 // 4, 128 // 2)  # moments follow
+  embedding = params['token_embedder']['embedding']
+  assert len({shard.device for shard in embedding.addressable_shards}) == 8
+  assert len({str(shard.index) for shard in embedding.addressable_shards}) == 8
+
+
+def test_adafactor_state_shards_where_it_can():
+  exp = helpers.experiment(mesh=(1, 8, 1), optimizer='adafactor')
+  initial, updated, metrics, _ = helpers.one_update(exp, helpers.random_batch(exp), jax.devices())
+  assert np.isfinite(metrics['loss'])
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), initial.params, updated.params)
+  assert all(jax.tree.leaves(changed))
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+  batch = helpers.random_batch(helpers.experiment())
+  _, want, want_metrics, _ = helpers.one_update(helpers.experiment(), batch)
+  accumulated = helpers.experiment(microbatches=4)
+  _, got, metrics, _ = helpers.one_update(accumulated, batch)
+  np.testing.assert_allclose(metrics['loss'], want_metrics['loss'], rtol=1e-6)
+  np.testing.assert_allclose(metrics['grad_norm'], want_metrics['grad_norm'], rtol=1e-5)
+  _assert_same_update(got, want)
+
+
+def test_gradient_accumulation_on_a_mesh():
+  batch = helpers.random_batch(helpers.experiment(batch_size=16), seed=3)
+  _, want, _, _ = helpers.one_update(helpers.experiment(batch_size=16), batch)
+  exp = helpers.experiment(mesh=(4, 2, 1), batch_size=16, microbatches=2)
+  _, got, _, _ = helpers.one_update(exp, batch, jax.devices())
+  _assert_same_update(got, want)
+
+
+def test_per_task_loss_sums_to_total():
+  exp = helpers.experiment(tasks=('generate', 'rate'))
+  batch = helpers.random_batch(exp)
+  batch['task_ids'] = (batch['positions'] % 2).astype(np.int32)
+  _, _, metrics, _ = helpers.one_update(exp, batch)
+  weights = [batch['loss_weights'][batch['task_ids'] == t].sum() for t in (0, 1)]
+  np.testing.assert_allclose(metrics['task_weight'], weights)
+  np.testing.assert_allclose(metrics['task_loss'].sum() / sum(weights), metrics['loss'], rtol=1e-5)
+
+
+def test_microbatches_must_divide_the_data_parallel_batch():
+  exp = helpers.experiment(mesh=(8, 1, 1), microbatches=2)  # 4 rows per microbatch, 8 devices
+  datasets = input_pipeline.Datasets(train=None, eval=None, packing_efficiency=1.0)
+  with pytest.raises(ConfigError, match=r'config\.train\.microbatches: 4 sequences cannot be '
+                                        r'split over the 8 devices'):
+    train.run(exp, '/nonexistent', datasets)
+
+
+def test_indivisible_sharding_names_the_parameter():
+  exp = helpers.experiment(mesh=(1, 1, 8), model={'num_heads': 4})
+  with pytest.raises(ConfigError, match=r"\['layers'\]\['attention'\]\['key'\] dimension 2 "
+                                        r"\('heads', size 4\) is split over mesh axes"):
+    helpers.one_update(exp, helpers.random_batch(exp), jax.devices())
+
+
+@pytest.mark.parametrize('schedule,step,want', [
+    ('cosine', 0, 0.0), ('cosine', 5, 0.5), ('cosine', 10, 1.0), ('cosine', 110, 0.1),
+    ('cosine', 60, 0.55), ('rsqrt', 10, 1.0), ('rsqrt', 40, 1 / math.sqrt(4)),
+    ('constant', 10, 1.0), ('constant', 500, 1.0),
+])
+def test_learning_rate_schedules(schedule, step, want):
+  cfg = helpers.experiment(schedule=schedule, warmup_steps=10, steps=110, learning_rate=1.0,
+                           final_learning_rate_fraction=0.1).train
+  assert float(optimizers.learning_rate_schedule(cfg)(step)) == pytest.approx(want, abs=1e-6)
+
+
+def _sampler_for(exp, rows_per_epoch=4):
+  examples = [packing.Example(tuple(range(3, 3 + exp.train.seq_len)), (1.0,) * exp.train.seq_len)
+              for _ in range(rows_per_epoch * exp.train.batch_size)]
+  return StepSampler(packing.pack(examples, exp.train.seq_len), exp.train.batch_size, seed=0)
+
+
+class _PoisonedSampler(StepSampler):
+  """Real rows, but the loss weights at one step are NaN."""
+
+  def __init__(self, sampler, bad_step):
+    super().__init__(sampler.rows, sampler.global_batch, sampler.seed)
+    self.bad_step = bad_step
+
+  def batch(self, step):
+    batch = super().batch(step)
+    if step == self.bad_step:
+      batch['loss_weights'] = np.full_like(batch['loss_weights'], np.nan)
+    return batch
+
+
+def test_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+  exp = helpers.experiment(mesh=(-1, 1, 1), steps=10, checkpoint_every=2, log_every=5,
+                           eval_every=0)
+  sampler = _sampler_for(exp)
+  datasets = input_pipeline.Datasets(train=_PoisonedSampler(sampler, bad_step=4),
+                                     eval=sampler, packing_efficiency=1.0)
+  with pytest.raises(train.TrainingDiverged, match=r'^Step 5: loss nan'):
+    train.run(exp, str(tmp_path), datasets)
+  # Checkpoints at 2 and 4 were taken before the bad step; nothing after it was saved.
+  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [2, 4]
+  resumed = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=6))
+  summary = train.run(resumed, str(tmp_path), input_pipeline.Datasets(sampler, sampler, 1.0))
+  assert summary['start_step'] == 4 and math.isfinite(summary['loss'])
+
+
+def test_training_lowers_the_loss(tmp_path):
+  exp = helpers.experiment(mesh=(-1, 1, 1), steps=40, log_every=10, eval_every=40,
+                           checkpoint_every=40, learning_rate=3e-3)
+  sampler = _sampler_for(exp)
+  summary = train.run(exp, str(tmp_path), input_pipeline.Datasets(sampler, sampler, 1.0))
+  losses = [line for line in (tmp_path / 'metrics.jsonl').read_text().splitlines() if '"loss"' in line]
+  assert len(losses) == 40
+  assert summary['loss'] < 1.0 < float(__import__('json').loads(losses[0])['loss'])
+  assert (tmp_path / 'tensorboard').is_dir() and any((tmp_path / 'tensorboard').iterdir())
