@@ -8,7 +8,7 @@ WORKDIR ?= runs/demo
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo test test-fast venv clean
+.PHONY: demo test test-fast bench venv clean
 
 venv: $(INSTALLED)
 
@@ -25,6 +25,8 @@ demo: $(INSTALLED)
 	done
 	@echo "== forward pass of configs/tiny.py on real tokens (workdir $(WORKDIR))"
 	$(RUN) --config configs/tiny.py --mode forward --workdir $(WORKDIR)
+	@echo "== train configs/tiny.py (resumes if $(WORKDIR) has checkpoints; watch the loss fall)"
+	$(RUN) --config configs/tiny.py --mode train --workdir $(WORKDIR)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
@@ -32,5 +34,16 @@ test: $(INSTALLED)
 test-fast: $(INSTALLED)
 	$(BIN)/python -m pytest -m 'not slow'
 
+# The benchmark's peer (PyTorch + transformers) lives in its own environment.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0 transformers==5.23.0
+	touch $@
+
+bench: $(INSTALLED) $(BENCH_VENV)/.installed
+	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.train_throughput \
+	  --peer_python=$(BENCH_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache

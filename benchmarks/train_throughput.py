@@ -1,0 +1,97 @@
+"""Training throughput and MFU of lamda_jax, side by side with the peer, one run.
+
+For each config (tiny, bench): tokens/s of the real sharded train step
+(`train.jit_update`, AdamW, global-norm clipping), and MFU against this
+machine's matmul peak measured in the same run. The peer, HuggingFace
+LlamaForCausalLM on PyTorch (same dimensions, AdamW), runs in its own
+environment given by --peer_python. One JSON line per measurement.
+
+  make bench      # creates .venv-bench with the peer, then runs this
+"""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import flax.linen as nn
+import jax
+import numpy as np
+
+from configs import bench, tiny
+from lamda_jax import config as config_lib
+from lamda_jax import metrics
+from lamda_jax import model_stats
+from lamda_jax import optimizers
+from lamda_jax import partitioning
+from lamda_jax import train
+from lamda_jax import train_state
+from lamda_jax.model import Decoder
+
+_PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
+                                   'empty skips the peer.')
+_STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per measurement (after 2 warm-up steps).')
+
+
+def _full_batch(experiment):
+  shape = (experiment.train.batch_size, experiment.train.seq_len)
+  tokens = np.random.default_rng(0).integers(3, experiment.model.vocab_size, shape, np.int32)
+  return {'inputs': tokens, 'targets': tokens, 'loss_weights': np.ones(shape, np.float32),
+          'segment_ids': np.ones(shape, np.int32),
+          'positions': np.broadcast_to(np.arange(shape[1], dtype=np.int32), shape),
+          'task_ids': np.zeros(shape, np.int32)}
+
+
+def jax_throughput(experiment, steps: int) -> float:
+  mesh = partitioning.create_mesh(experiment)
+  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
+    _, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
+    state = train_state.create(experiment, model, optimizer, shardings)
+    sharding = partitioning.batch_sharding(mesh, experiment.logical_axis_rules)
+    update = train.jit_update(experiment, model, optimizer, shardings, sharding)
+    batch = jax.device_put(_full_batch(experiment), sharding)
+    for _ in range(2):  # compile, then one more untimed step
+      state, step_metrics = update(state, batch)
+    jax.block_until_ready(step_metrics)
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, step_metrics = update(state, batch)
+    jax.block_until_ready(step_metrics)
+  return steps * experiment.train.batch_size * experiment.train.seq_len / (
+      time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  peaks = {dtype: metrics.measure_peak_flops(dtype) for dtype in ('float32', 'bfloat16')}
+  print(json.dumps({'system': f'jax_{jax.__version__}', 'gemm_peak_flops': peaks,
+                    'devices': jax.device_count()}), flush=True)
+  for module in (tiny, bench):
+    experiment = config_lib.load(module.get_config())
+    experiment = dataclasses.replace(experiment, train=dataclasses.replace(
+        experiment.train, optimizer='adamw', learning_rate=1e-3, warmup_steps=0))
+    cfg = experiment.model
+    flops = model_stats.flops_per_token(cfg, experiment.train.seq_len)['flops_per_token']
+    for precision in ('float32', 'bfloat16'):
+      run = dataclasses.replace(experiment, model=dataclasses.replace(cfg, dtype=precision))
+      tokens_per_second = jax_throughput(run, _STEPS.value)
+      print(json.dumps({
+          'system': 'lamda_jax', 'config': experiment.name, 'precision': precision,
+          'tokens_per_second': tokens_per_second, 'flops_per_token': flops,
+          'mfu_vs_measured_peak': flops * tokens_per_second / (peaks[precision] *
+                                                               jax.device_count())}), flush=True)
+    if _PEER_PYTHON.value:
+      subprocess.run([
+          _PEER_PYTHON.value, 'benchmarks/peer_llama.py', f'--name={experiment.name}',
+          f'--vocab={cfg.vocab_size}', f'--d_model={cfg.d_model}', f'--d_ff={cfg.d_ff}',
+          f'--layers={cfg.num_layers}', f'--heads={cfg.num_heads}', f'--head_dim={cfg.head_dim}',
+          f'--seq_len={experiment.train.seq_len}', f'--batch={experiment.train.batch_size}',
+          f'--steps={_STEPS.value}'], check=True, stdout=sys.stdout)
+
+
+if __name__ == '__main__':
+  app.run(main)
