@@ -97,6 +97,16 @@ def test_gradient_accumulation_on_a_mesh():
   _assert_same_update(got, want)
 
 
+def test_non_finite_update_is_not_applied():
+  exp = helpers.experiment()
+  batch = helpers.random_batch(exp)
+  batch['loss_weights'][0, 0] = np.inf
+  initial, updated, metrics, _ = helpers.one_update(exp, batch)
+  assert not metrics['finite']
+  jax.tree.map(np.testing.assert_array_equal, updated.params, initial.params)
+  jax.tree.map(np.testing.assert_array_equal, updated.opt_state, initial.opt_state)
+
+
 def test_per_task_loss_sums_to_total():
   exp = helpers.experiment(tasks=('generate', 'rate'))
   batch = helpers.random_batch(exp)
