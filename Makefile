@@ -8,7 +8,7 @@ WORKDIR ?= runs/demo
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo data test test-fast bench venv clean
 
 venv: $(INSTALLED)
 
@@ -18,14 +18,27 @@ $(INSTALLED): setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(INSTALLED)
+# Debian's WordNet and fortune files join the embedded corpora when apt-get and
+# root are available; otherwise the demo says so and runs on the rest.
+DEBIAN_CORPORA := wordnet-base fortunes
+data:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  if dpkg -s $(DEBIAN_CORPORA) >/dev/null 2>&1 || \
+	     { apt-get update -qq >/dev/null 2>&1; \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	         $(DEBIAN_CORPORA) >/dev/null 2>&1; }; then \
+	    echo "== Debian corpora present: $(DEBIAN_CORPORA)"; \
+	  else echo "== Could not install $(DEBIAN_CORPORA); the demo continues without them."; fi; \
+	else echo "== No apt-get or not root: $(DEBIAN_CORPORA) skipped; the demo continues without them."; fi
+
+demo: $(INSTALLED) data
 	@for config in configs/tiny.py configs/bench.py configs/lamda_2b.py configs/lamda_8b.py \
 	    configs/lamda_137b.py; do \
 	  echo "== describe $$config"; $(RUN) --config $$config --mode describe || exit 1; \
 	done
 	@echo "== forward pass of configs/tiny.py on real tokens (workdir $(WORKDIR))"
 	$(RUN) --config configs/tiny.py --mode forward --workdir $(WORKDIR)
-	@echo "== train configs/tiny.py (resumes if $(WORKDIR) has checkpoints; watch the loss fall)"
+	@echo "== train configs/tiny.py on the mixture (resumes from $(WORKDIR); watch the loss fall)"
 	$(RUN) --config configs/tiny.py --mode train --workdir $(WORKDIR)
 
 test: $(INSTALLED)
@@ -41,9 +54,10 @@ $(BENCH_VENV)/.installed:
 	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0 transformers==5.23.0
 	touch $@
 
-bench: $(INSTALLED) $(BENCH_VENV)/.installed
+bench: $(INSTALLED) $(BENCH_VENV)/.installed data
 	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.train_throughput \
 	  --peer_python=$(BENCH_VENV)/bin/python
+	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.input_pipeline
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache

@@ -12,7 +12,9 @@ setuptools.setup(
     # Lower bounds are the versions the test suite was run with.
     install_requires=[
         'absl-py>=2.1',
+        'chitchat-dataset>=0.9.0',
         'flax>=0.12.8',
+        'importlib_resources>=6.0',  # TFDS resolves builder code paths through etils.epath
         'jax>=0.10.2',
         'ml-collections>=1.1.0',
         'numpy>=2.0',

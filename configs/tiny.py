@@ -5,7 +5,7 @@ unrolled layers because XLA:CPU runs them ~1.3x faster than a scan
 (BENCHMARKS.md); the paper configs scan, which compiles once per layer stack.
 """
 
-from lamda_jax.config import ExperimentConfig, ModelConfig, TrainConfig
+from lamda_jax.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 
 
 def get_config():
@@ -15,4 +15,5 @@ def get_config():
                         vocab_size=2048, dtype='float32', scan_layers=False),
       train=TrainConfig(seq_len=128, batch_size=16, steps=300, warmup_steps=50, log_every=25,
                         eval_every=100, checkpoint_every=100),
+      data=DataConfig(tokenizer_training_chars=3_000_000),
   ).to_config_dict()

@@ -199,6 +199,78 @@ class TrainConfig:
         _fail(f'train.{name}', f'must be at most 1, got {getattr(self, name)}')
 
 
+SOURCE_KINDS = ('dialogs', 'documents', 'tfds')
+EMBEDDED_CORPORA = ('chitchat', 'wordnet', 'fortunes', 'python_docs')
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+  """One source of the pre-training mixture.
+
+  kind 'dialogs': JSONL files, one `{"turns": [{"speaker", "text"}, ...]}` per line.
+  kind 'documents': JSONL files of `{"text": ...}` or plain .txt files (one document each).
+  kind 'tfds': a registered TFDS dataset prepared in ArrayRecord format, by name.
+  `paths` are files or globs; `embedded:<corpus>` names a corpus that installs
+  offline (chitchat, wordnet, fortunes, python_docs).
+  """
+  kind: str
+  weight: float
+  paths: tuple[str, ...] = ()
+  tfds_name: str = ''  # e.g. 'wiki40b/en' (kind 'tfds')
+  text_field: str = 'text'  # the feature holding the text (kind 'tfds')
+
+  def validate(self, name: str):
+    field = f'data.sources.{name}'
+    _check_choice(f'{field}.kind', self.kind, SOURCE_KINDS)
+    if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not (
+        self.weight > 0):
+      _fail(f'{field}.weight', f'must be a positive number, got {self.weight!r}')
+    object.__setattr__(self, 'paths', tuple(self.paths))
+    if self.kind == 'tfds':
+      if not self.tfds_name:
+        _fail(f'{field}.tfds_name', 'is required for kind "tfds"')
+    elif not self.paths:
+      _fail(f'{field}.paths', f'needs at least one file or glob for kind {self.kind!r}')
+    for path in self.paths:
+      if path.startswith('embedded:'):
+        _check_choice(f'{field}.paths', path.removeprefix('embedded:'), EMBEDDED_CORPORA)
+
+
+# The paper's Infiniset shares (§3, Appendix E); paths are the lab's own files.
+INFINISET_WEIGHTS = {'dialogs': 0.5, 'c4': 0.125, 'code': 0.125, 'wikipedia': 0.125,
+                     'web_english': 0.0625, 'web_non_english': 0.0625}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """The pre-training mixture. Defaults: the embedded corpora, dialogs half the
+  mixture as in the paper."""
+  sources: tuple[tuple[str, SourceConfig], ...] = (
+      ('chitchat', SourceConfig('dialogs', 0.5, ('embedded:chitchat',))),
+      ('wordnet', SourceConfig('documents', 0.2, ('embedded:wordnet',))),
+      ('fortunes', SourceConfig('documents', 0.1, ('embedded:fortunes',))),
+      ('python_docs', SourceConfig('documents', 0.2, ('embedded:python_docs',))),
+  )
+  eval_fraction: float = 0.02  # of conversations / documents, held out whole
+  tfds_dir: str = ''  # where prepared datasets live; '' is <workdir>/tfds
+  tokenizer: str = ''  # a SentencePiece .model; '' trains <workdir>/tokenizer.model
+  tokenizer_training_chars: int = 20_000_000  # sampled across sources by weight
+
+  def __post_init__(self):
+    sources = self.sources.items() if hasattr(self.sources, 'items') else self.sources
+    sources = tuple((name, source if isinstance(source, SourceConfig) else
+                     _section(SourceConfig, f'data.sources.{name}.', source))
+                    for name, source in sources)
+    object.__setattr__(self, 'sources', sources)
+    if not sources:
+      _fail('data.sources', 'needs at least one source')
+    for name, source in sources:
+      source.validate(name)
+    if not (isinstance(self.eval_fraction, float) and 0 < self.eval_fraction < 1):
+      _fail('data.eval_fraction', f'must be a float in (0, 1), got {self.eval_fraction!r}')
+    _check_int('data.tokenizer_training_chars', self.tokenizer_training_chars)
+
+
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
@@ -218,6 +290,7 @@ class ExperimentConfig:
   model: ModelConfig
   mesh: MeshConfig = MeshConfig()
   train: TrainConfig = TrainConfig()
+  data: DataConfig = DataConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 
@@ -233,7 +306,11 @@ class ExperimentConfig:
           _check_choice(field, mesh_axis, MESH_AXES)
 
   def to_config_dict(self) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dataclasses.asdict(self))
+    config = dataclasses.asdict(self)
+    # Sources keyed by name, so `--config.data.sources.chitchat.weight=0.7` works.
+    config['data']['sources'] = {name: dataclasses.asdict(source)
+                                 for name, source in self.data.sources}
+    return ml_collections.ConfigDict(config)
 
 
 def _section(cls, prefix: str, values: Any):
@@ -257,6 +334,7 @@ def load(config: ml_collections.ConfigDict | dict) -> ExperimentConfig:
       'model': _section(ModelConfig, 'model.', config.get('model', {})),
       'mesh': _section(MeshConfig, 'mesh.', config.get('mesh', {})),
       'train': _section(TrainConfig, 'train.', config.get('train', {})),
+      'data': _section(DataConfig, 'data.', config.get('data', {})),
       'distributed': _section(DistributedConfig, 'distributed.', config.get('distributed', {})),
       'logical_axis_rules': tuple(tuple(rule) for rule in config.get(
           'logical_axis_rules', DEFAULT_AXIS_RULES)),

@@ -1,66 +1,178 @@
-"""Train and eval data for the train loop: tokenized, packed, step-indexed.
+"""Pre-training data: a weighted mixture of sources, tokenized, packed, sampled by step.
 
-Until the pre-training mixture lands, the source is Python's bundled reference
-documentation (real English prose about code); one topic in ten is held out
-for evaluation, split by document so no text is in both.
+Each configured source is prepared once by the TFDS builders (embedded corpora
+are first exported to the same JSONL schemas), tokenized with the run's
+SentencePiece model, cut into rows of `train.seq_len` and packed; the mixture
+sampler then makes every batch a pure function of the step. Dialogs become
+text in the one dialog format (`lamda_jax/dialog.py`); every example ends with
+EOS and weighs every token in the loss.
 """
 
 import dataclasses
+import hashlib
+import json
 import os
 
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 
 from lamda_jax import corpora
+from lamda_jax import datasets
+from lamda_jax import dialog
 from lamda_jax import packing
 from lamda_jax import tokenizer as tokenizer_lib
 from lamda_jax.config import ExperimentConfig
-from lamda_jax.sampler import StepSampler
-
-EVAL_EVERY_NTH_DOCUMENT = 10
+from lamda_jax.sampler import MixtureSampler
 
 
 @dataclasses.dataclass
 class Datasets:
-  train: StepSampler
-  eval: StepSampler
+  train: MixtureSampler
+  eval: MixtureSampler
   packing_efficiency: float
+  bad_records: dict = dataclasses.field(default_factory=dict)  # source -> reason -> count
 
 
-def document_examples(texts, tokenizer, seq_len: int):
-  """Each document, ended by EOS, cut into seq_len pieces; loss on every token."""
-  for text in texts:
-    tokens = tokenizer.encode(text) + [tokenizer_lib.EOS_ID]
+def _process_zero_first(name: str, work):
+  """Runs `work` on process 0 while the others wait, then everywhere (it is cached)."""
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      work()
+    multihost_utils.sync_global_devices(name)
+  return work()
+
+
+def open_sources(experiment: ExperimentConfig, workdir: str) -> dict[str, datasets.Source]:
+  """Every configured source, prepared. Missing files are an error naming the
+  field; an embedded corpus whose Debian package is absent is left out with a
+  warning, so a non-Debian machine still runs on what it has."""
+  data = experiment.data
+  tfds_dir = data.tfds_dir or os.path.join(workdir, 'tfds')
+  opened = {}
+  for name, source in data.sources:
+    paths = []
+    try:
+      for pattern in source.paths:
+        if pattern.startswith('embedded:'):
+          corpus = pattern.removeprefix('embedded:')
+          paths.append(_process_zero_first(f'export {corpus}', lambda c=corpus: corpora.export(
+              c, os.path.join(workdir, 'corpora'))))
+        else:
+          paths.extend(datasets.expand_paths(name, [pattern]))
+    except corpora.CorpusUnavailable as error:
+      logging.warning('Data source %s left out of the mixture: %s', name, error)
+      continue
+    opened[name] = _process_zero_first(f'prepare {name}', lambda n=name, s=source, p=paths: (
+        datasets.prepare(n, s, p, tfds_dir, data.eval_fraction)))
+  if not opened:
+    raise ValueError('config.data.sources: no source is available')
+  return opened
+
+
+def source_texts(source: datasets.Source, split: str):
+  """(origin, text, turns or None) for every record of a split."""
+  for origin, record in source.records(split):
+    if 'texts' in record:
+      turns = [dialog.Turn(s, t) for s, t in zip(record['speakers'], record['texts'])]
+      yield origin, dialog.render(turns), turns
+    else:
+      yield origin, record['text'], None
+
+
+def tokenizer_for(experiment: ExperimentConfig, workdir: str, sources=None):
+  """The configured tokenizer, or one trained once into the workdir on a sample
+  of the train splits, each source contributing by its weight."""
+  if experiment.data.tokenizer:
+    return tokenizer_lib.load(experiment.data.tokenizer)
+  path = os.path.join(workdir, 'tokenizer.model')
+
+  def sample():
+    weights = dict(experiment.data.sources)
+    total = sum(weights[name].weight for name in sources)
+    for name, source in sources.items():
+      budget = experiment.data.tokenizer_training_chars * weights[name].weight / total
+      for _, text, _ in source_texts(source, 'train'):
+        yield text
+        budget -= len(text)
+        if budget <= 0:
+          break
+
+  if sources is None and not os.path.exists(path):
+    sources = open_sources(experiment, workdir)
+  return _process_zero_first('tokenizer', lambda: tokenizer_lib.load_or_train(
+      path, sample(), experiment.model.vocab_size))
+
+
+def examples(source: datasets.Source, split: str, tokenizer, seq_len: int, bad):
+  """Tokenized examples of one split, cut into pieces of at most seq_len tokens.
+
+  A dialog with a turn that cannot fit in a row even alone is reported
+  (file:line) and left out: no context window could hold that turn.
+  """
+  records = list(source_texts(source, split))
+  encoded = tokenizer.encode([text for _, text, _ in records], num_threads=os.cpu_count() or 1)
+  for (origin, _, turns), tokens in zip(records, encoded):
+    if turns:
+      too_long = [i for i, turn in enumerate(turns)
+                  if len(dialog.render_turn(turn).encode('utf-8')) >= seq_len and
+                  len(tokenizer.encode(dialog.render_turn(turn))) >= seq_len]
+      if too_long:
+        bad.add(f'{origin} (turn {too_long[0]})', f'a turn is longer than seq_len {seq_len}')
+        continue
+    tokens = tokens + [tokenizer_lib.EOS_ID]
     for start in range(0, len(tokens), seq_len):
       piece = tuple(tokens[start:start + seq_len])
       yield packing.Example(piece, (1.0,) * len(piece))
 
 
-def split_documents() -> tuple[list[str], list[str]]:
-  """(train, eval) documents; eval is every tenth topic, never seen in training."""
-  docs = list(corpora.python_docs().values())
-  train_docs = [d for i, d in enumerate(docs) if i % EVAL_EVERY_NTH_DOCUMENT]
-  return train_docs, docs[::EVAL_EVERY_NTH_DOCUMENT]
+def packed_rows(source: datasets.Source, split: str, tokenizer, seq_len: int, workdir: str):
+  """Packed rows of one split, cached in the workdir: a restart skips tokenizing.
 
-
-def tokenizer_for(experiment: ExperimentConfig, workdir: str):
-  """The run's tokenizer, trained on the train split only, once per workdir."""
-  path, train_docs = os.path.join(workdir, 'tokenizer.model'), split_documents()[0]
-  if jax.process_count() > 1:  # process 0 trains it; the others wait, then load it
+  The cache key covers the prepared data, the split, seq_len and the tokenizer
+  model; turns too long for a row, found while tokenizing, are cached with them.
+  """
+  key = hashlib.sha256(f'{source.identity}:{split}:{seq_len}:'.encode() +
+                       tokenizer.serialized_model_proto()).hexdigest()[:16]
+  path = os.path.join(workdir, 'packed', f'{source.name}-{split}-{key}.npz')
+  if os.path.exists(path):
+    with np.load(path) as cached:
+      rows = {field: cached[field] for field in packing.FIELDS}
+      long_turns = json.loads(str(cached['bad_records']))
+  else:
+    bad = datasets.BadRecords()
+    rows = packing.pack(examples(source, split, tokenizer, seq_len, bad), seq_len)
+    long_turns = bad.to_json()
     if jax.process_index() == 0:
-      tokenizer_lib.load_or_train(path, train_docs, experiment.model.vocab_size)
-    multihost_utils.sync_global_devices('tokenizer ready')
-  return tokenizer_lib.load_or_train(path, train_docs, experiment.model.vocab_size)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      temporary = f'{path}.tmp.npz'
+      np.savez(temporary, bad_records=json.dumps(long_turns), **rows)
+      os.replace(temporary, path)  # a half-written cache is never read
+  for reason, origins in long_turns.items():
+    for origin in origins:
+      source.bad_records.add(origin, reason)
+  return rows
 
 
 def build(experiment: ExperimentConfig, workdir: str) -> Datasets:
-  train_docs, eval_docs = split_documents()
-  tokenizer = tokenizer_for(experiment, workdir)
+  sources = open_sources(experiment, workdir)
+  tokenizer = tokenizer_for(experiment, workdir, sources)
   seq_len, batch = experiment.train.seq_len, experiment.train.batch_size
-  train_rows = packing.pack(document_examples(train_docs, tokenizer, seq_len), seq_len)
-  eval_rows = packing.pack(document_examples(eval_docs, tokenizer, seq_len), seq_len)
+  weights = {name: source.weight for name, source in experiment.data.sources if name in sources}
+  rows = {split: {} for split in datasets.SPLITS}
+  for name, source in sources.items():
+    for split in datasets.SPLITS:
+      rows[split][name] = packed_rows(source, split, tokenizer, seq_len, workdir)
+    source.bad_records.log(name)
+  for name, split_rows in list(rows['validation'].items()):
+    if not len(split_rows['targets']):
+      logging.warning('Data source %s has no held-out rows; it is left out of evaluation.', name)
+      del rows['validation'][name]
   hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
   return Datasets(
-      train=StepSampler(train_rows, batch, experiment.train.seed, **hosts),
-      eval=StepSampler(eval_rows, batch, experiment.train.seed + 1, **hosts),
-      packing_efficiency=packing.efficiency(train_rows))
+      train=MixtureSampler(rows['train'], weights, batch, experiment.train.seed, **hosts),
+      eval=MixtureSampler(rows['validation'], weights, batch, experiment.train.seed + 1, **hosts),
+      packing_efficiency=packing.efficiency({'segment_ids': np.concatenate(
+          [r['segment_ids'] for r in rows['train'].values()])}),
+      bad_records={name: source.bad_records.counts() for name, source in sources.items()})

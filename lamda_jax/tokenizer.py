@@ -2,6 +2,13 @@
 
 Ids follow T5: 0 pad, 1 end of sequence, 2 unknown; no beginning-of-sequence.
 Byte fallback means no text is lost to <unk>; digits are split one by one.
+
+The paper's control words are user-defined symbols, always one piece each
+(after a separate '▁' word-boundary piece when a space precedes them):
+the fine-tuning sentinel RESPONSE, the attribute names, the toolset's TS and
+User, and the ten digits, so a rating '0' or '1' is exactly one token.
+Because they are matched anywhere, 'TSX' encodes as TS + X: lossless, just
+not the segmentation a word would otherwise get.
 """
 
 import os
@@ -10,6 +17,8 @@ from typing import Iterable
 import sentencepiece as spm
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+CONTROL_WORDS = ('RESPONSE', 'SENSIBLE', 'SPECIFIC', 'INTERESTING', 'UNSAFE', 'TS', 'User')
+SPECIAL_SYMBOLS = CONTROL_WORDS + tuple('0123456789')
 
 
 def train(texts: Iterable[str], vocab_size: int, model_path: str) -> spm.SentencePieceProcessor:
@@ -21,7 +30,8 @@ def train(texts: Iterable[str], vocab_size: int, model_path: str) -> spm.Sentenc
       vocab_size=vocab_size, model_type='bpe', byte_fallback=True, split_digits=True,
       character_coverage=0.9995, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
       normalization_rule_name='identity', remove_extra_whitespaces=False,
-      allow_whitespace_only_pieces=True, num_threads=os.cpu_count() or 1,
+      allow_whitespace_only_pieces=True, user_defined_symbols=list(SPECIAL_SYMBOLS),
+      num_threads=os.cpu_count() or 1,
       minloglevel=2)  # quiet: training statistics are noise in a run's log
   return load(model_path)
 

@@ -1,16 +1,16 @@
 """Text to logits on real tokens: the tokenizer and an untrained forward pass."""
 
+import json
 import math
 import os
 import subprocess
 import sys
-import json
 
-from configs import tiny
 from lamda_jax import config as config_lib
 from lamda_jax import corpora
 from lamda_jax import forward_check
 from lamda_jax import tokenizer as tokenizer_lib
+from tests.configs import tiny_docs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,8 +28,20 @@ def test_tokenizer_round_trips_held_out_text_without_unknowns(tmp_path):
   assert [sp.id_to_piece(i) for i in sp.encode('12345')][-5:] == ['1', '2', '3', '4', '5']
 
 
+def test_control_words_and_ratings_are_single_pieces(tmp_path):
+  sp = tokenizer_lib.train(list(corpora.python_docs().values())[:20], 600,
+                           str(tmp_path / 'sp.model'))
+  pieces = sp.encode("What's up? RESPONSE not much. SENSIBLE 1", out_type=str)
+  assert pieces[-4:] == ['\u2581', 'SENSIBLE', '\u2581', '1']
+  assert 'RESPONSE' in pieces
+  for word in tokenizer_lib.CONTROL_WORDS + ('0', '1'):
+    assert sp.encode(word, out_type=str) == ['\u2581', word]
+    assert sp.piece_to_id(word) != tokenizer_lib.UNK_ID
+  assert sp.decode(sp.encode('TSX Users')) == 'TSX Users'  # matched inside words, lossless
+
+
 def test_forward_pass_on_real_tokens(tmp_path):
-  experiment = config_lib.load(tiny.get_config())
+  experiment = config_lib.load(tiny_docs.get_config())
   result = forward_check.run(experiment, str(tmp_path))
   assert (tmp_path / 'tokenizer.model').exists()
   assert result['tokens'] == experiment.train.seq_len
@@ -39,7 +51,7 @@ def test_forward_pass_on_real_tokens(tmp_path):
 
 
 def test_forward_cli_reuses_the_workdir_tokenizer(tmp_path):
-  command = [sys.executable, '-m', 'lamda_jax.main', '--config', 'configs/tiny.py', '--mode',
+  command = [sys.executable, '-m', 'lamda_jax.main', '--config', 'tests/configs/tiny_docs.py', '--mode',
              'forward', '--workdir', str(tmp_path)]
   first = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                                     timeout=300, check=True).stdout)

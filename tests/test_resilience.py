@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = [
-    '--config', 'configs/tiny.py', '--mode', 'train',
+    '--config', 'tests/configs/tiny_docs.py', '--mode', 'train',
     '--config.model.num_layers=2', '--config.model.d_model=64', '--config.model.num_heads=4',
     '--config.model.head_dim=16', '--config.model.d_ff=128', '--config.model.vocab_size=512',
     '--config.train.seq_len=64', '--config.train.batch_size=8', '--config.train.log_every=1',

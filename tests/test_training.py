@@ -13,7 +13,7 @@ from lamda_jax import optimizers
 from lamda_jax import packing
 from lamda_jax import train
 from lamda_jax.config import ConfigError
-from lamda_jax.sampler import StepSampler
+from lamda_jax.sampler import MixtureSampler
 from tests import training_helpers as helpers
 
 
@@ -146,14 +146,15 @@ def test_learning_rate_schedules(schedule, step, want):
 def _sampler_for(exp, rows_per_epoch=4):
   examples = [packing.Example(tuple(range(3, 3 + exp.train.seq_len)), (1.0,) * exp.train.seq_len)
               for _ in range(rows_per_epoch * exp.train.batch_size)]
-  return StepSampler(packing.pack(examples, exp.train.seq_len), exp.train.batch_size, seed=0)
+  return MixtureSampler({'lm': packing.pack(examples, exp.train.seq_len)}, {'lm': 1.0},
+                        exp.train.batch_size, seed=0)
 
 
-class _PoisonedSampler(StepSampler):
+class _PoisonedSampler(MixtureSampler):
   """Real rows, but the loss weights at one step are NaN."""
 
   def __init__(self, sampler, bad_step):
-    super().__init__(sampler.rows, sampler.global_batch, sampler.seed)
+    super().__init__(sampler.sources, {'lm': 1.0}, sampler.global_batch, sampler.seed)
     self.bad_step = bad_step
 
   def batch(self, step):
