@@ -2,9 +2,12 @@
 
 137.4B non-embedding parameters; pre-trained on 1024 TPU-v3 chips with 2D
 sharding (GSPMD), here FSDP over 128 x tensor parallelism over 8.
+
+Data: the paper's Infiniset shares over the lab's files under /data/infiniset.
 """
 
-from lamda_jax.config import ExperimentConfig, MeshConfig, ModelConfig
+from lamda_jax.config import DataConfig, ExperimentConfig, MeshConfig, ModelConfig
+from lamda_jax.config import infiniset_sources
 
 
 def get_config():
@@ -13,4 +16,5 @@ def get_config():
       model=ModelConfig(num_layers=64, d_model=8192, num_heads=128, head_dim=128, d_ff=65536,
                         remat_policy='full'),
       mesh=MeshConfig(data=1, fsdp=-1, tensor=8),
+      data=DataConfig(sources=infiniset_sources('/data/infiniset')),
   ).to_config_dict()

@@ -110,13 +110,20 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-  """Device mesh sizes; -1 fills with the devices the other axes leave over."""
+  """Device mesh sizes; -1 fills with the devices the other axes leave over.
+
+  `dcn_data` > 1 spreads the data axis over that many TPU slices joined by the
+  data-centre network (multi-slice); fsdp and tensor stay inside a slice, on
+  the faster inter-chip links.
+  """
   data: int = -1
   fsdp: int = 1
   tensor: int = 1
+  dcn_data: int = 1
 
   def __post_init__(self):
-    sizes = dataclasses.astuple(self)
+    _check_int('mesh.dcn_data', self.dcn_data)
+    sizes = (self.data, self.fsdp, self.tensor)
     for axis, size in zip(MESH_AXES, sizes):
       if size != -1:
         _check_int(f'mesh.{axis}', size)
@@ -125,7 +132,7 @@ class MeshConfig:
 
   def resolve(self, num_devices: int) -> dict[str, int]:
     """Axis sizes for `num_devices` devices, with -1 filled in."""
-    sizes = dataclasses.asdict(self)
+    sizes = {axis: getattr(self, axis) for axis in MESH_AXES}
     fixed = math.prod(size for size in sizes.values() if size != -1)
     if -1 in sizes.values():
       if num_devices % fixed:
@@ -134,6 +141,9 @@ class MeshConfig:
       sizes = {axis: num_devices // fixed if size == -1 else size for axis, size in sizes.items()}
     elif fixed != num_devices:
       _fail('mesh', f'{sizes} needs {fixed} devices but {num_devices} are available')
+    if sizes['data'] % self.dcn_data:
+      _fail('mesh.dcn_data', f'{self.dcn_data} slices do not divide the data axis of '
+                             f'{sizes["data"]}')
     return sizes
 
 
@@ -236,9 +246,18 @@ class SourceConfig:
         _check_choice(f'{field}.paths', path.removeprefix('embedded:'), EMBEDDED_CORPORA)
 
 
-# The paper's Infiniset shares (§3, Appendix E); paths are the lab's own files.
+# The paper's Infiniset shares (§3, Appendix E).
 INFINISET_WEIGHTS = {'dialogs': 0.5, 'c4': 0.125, 'code': 0.125, 'wikipedia': 0.125,
                      'web_english': 0.0625, 'web_non_english': 0.0625}
+
+
+def infiniset_sources(root: str) -> tuple[tuple[str, 'SourceConfig'], ...]:
+  """The paper's mixture over a lab's files: `<root>/<source>/*.jsonl`, dialogs
+  as dialogs and the rest as documents. Point `root` (or any source's `paths`)
+  at real data; a path that matches nothing is an error before training."""
+  return tuple((name, SourceConfig('dialogs' if name == 'dialogs' else 'documents', weight,
+                                   (f'{root}/{name}/*.jsonl',)))
+               for name, weight in INFINISET_WEIGHTS.items())
 
 
 @dataclasses.dataclass(frozen=True)

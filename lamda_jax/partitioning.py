@@ -18,15 +18,29 @@ from lamda_jax.config import MESH_AXES, ConfigError, ExperimentConfig
 BATCH_AXES = ('batch', 'length')  # every input array of a batch is [batch, length]
 
 
+def slice_shapes(sizes: dict[str, int], slices: int):
+  """(per-slice ICI shape, across-slice DCN shape) of a multi-slice mesh."""
+  return ((sizes['data'] // slices, sizes['fsdp'], sizes['tensor']), (slices, 1, 1))
+
+
 def create_mesh(experiment: ExperimentConfig, devices=None) -> Mesh:
   """A ('data', 'fsdp', 'tensor') mesh over all devices (of every host).
 
   `mesh_utils` orders devices so that 'tensor', the innermost axis, stays on
-  the fastest interconnect of a TPU slice.
+  the fastest interconnect of a TPU slice; with `mesh.dcn_data` slices, only
+  the data axis crosses the slower network between them.
   """
   devices = jax.devices() if devices is None else devices
   sizes = experiment.mesh.resolve(len(devices))
   shape = tuple(sizes[axis] for axis in MESH_AXES)
+  slices = experiment.mesh.dcn_data
+  if slices > 1:
+    found = {getattr(device, 'slice_index', None) for device in devices}
+    if None in found or len(found) != slices:
+      raise ConfigError(f'config.mesh.dcn_data: {slices} slices requested but the devices '
+                        f'come from {len(found - {None}) or "no"} slices')
+    ici, dcn = slice_shapes(sizes, slices)
+    return Mesh(mesh_utils.create_hybrid_device_mesh(ici, dcn, devices), MESH_AXES)
   try:
     device_array = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
   except (AssertionError, NotImplementedError, ValueError):  # CPU / uncommon topologies

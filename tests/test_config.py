@@ -11,6 +11,7 @@ import pytest
 
 from configs import tiny
 from lamda_jax import config as config_lib
+from lamda_jax import partitioning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) +
@@ -84,6 +85,23 @@ def test_mesh_resolves_fill_axis(mesh, devices, want):
 def test_mesh_that_does_not_match_the_devices_fails(mesh, devices, message):
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.MeshConfig(**mesh).resolve(devices)
+
+
+def test_multi_slice_mesh_keeps_model_axes_inside_a_slice():
+  sizes = config_lib.MeshConfig(data=-1, fsdp=16, tensor=8, dcn_data=4).resolve(1024)
+  assert sizes == {'data': 8, 'fsdp': 16, 'tensor': 8}
+  assert partitioning.slice_shapes(sizes, 4) == ((2, 16, 8), (4, 1, 1))
+  with pytest.raises(config_lib.ConfigError, match=r'config\.mesh\.dcn_data: 3 slices do not '
+                                                   r'divide the data axis of 8'):
+    config_lib.MeshConfig(data=-1, fsdp=16, tensor=8, dcn_data=3).resolve(1024)
+
+
+def test_multi_slice_mesh_on_devices_without_slices_is_a_clear_error():
+  config = tiny.get_config()
+  config.mesh.dcn_data = 2
+  with pytest.raises(config_lib.ConfigError, match=r'config\.mesh\.dcn_data: 2 slices requested '
+                                                   r'but the devices come from no slices'):
+    partitioning.create_mesh(config_lib.load(config))
 
 
 @pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
