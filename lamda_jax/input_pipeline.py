@@ -10,6 +10,7 @@ EOS and weighs every token in the loss.
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 
@@ -81,12 +82,16 @@ def source_texts(source: datasets.Source, split: str):
       yield origin, record['text'], None
 
 
+def tokenizer_path(experiment: ExperimentConfig, workdir: str) -> str:
+  return experiment.data.tokenizer or os.path.join(workdir, 'tokenizer.model')
+
+
 def tokenizer_for(experiment: ExperimentConfig, workdir: str, sources=None):
   """The configured tokenizer, or one trained once into the workdir on a sample
   of the train splits, each source contributing by its weight."""
+  path = tokenizer_path(experiment, workdir)
   if experiment.data.tokenizer:
-    return tokenizer_lib.load(experiment.data.tokenizer)
-  path = os.path.join(workdir, 'tokenizer.model')
+    return tokenizer_lib.load(path)
 
   def sample():
     weights = dict(experiment.data.sources)
@@ -103,6 +108,24 @@ def tokenizer_for(experiment: ExperimentConfig, workdir: str, sources=None):
     sources = open_sources(experiment, workdir)
   return _process_zero_first('tokenizer', lambda: tokenizer_lib.load_or_train(
       path, sample(), experiment.model.vocab_size))
+
+
+def tokenizer_report(experiment: ExperimentConfig, workdir: str, records_per_source=200) -> dict:
+  """`--mode tokenizer`: the run's tokenizer, trained if needed, checked on held-out text."""
+  sources = open_sources(experiment, workdir)
+  tokenizer = tokenizer_for(experiment, workdir, sources)
+  texts = [text for source in sources.values() for _, text, _ in
+           itertools.islice(source_texts(source, 'validation'), records_per_source)]
+  encoded = tokenizer.encode(texts)
+  return {
+      'mode': 'tokenizer', 'path': tokenizer_path(experiment, workdir),
+      'vocab_size': tokenizer.vocab_size(), 'held_out_texts': len(texts),
+      'chars_per_token': sum(map(len, texts)) / max(sum(map(len, encoded)), 1),
+      'unknown_tokens': sum(ids.count(tokenizer_lib.UNK_ID) for ids in encoded),
+      'round_trip_exact': all(tokenizer.decode(ids) == text for ids, text in zip(encoded, texts)),
+      'control_words': {word: tokenizer.encode(word, out_type=str)
+                        for word in tokenizer_lib.SPECIAL_SYMBOLS[:8]},
+  }
 
 
 def examples(source: datasets.Source, split: str, tokenizer, seq_len: int, bad):

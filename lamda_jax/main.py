@@ -4,6 +4,8 @@ Modes:
   describe  sizes, FLOPs and parameter shapes as one JSON line; allocates nothing.
   forward   one forward pass of a freshly initialised model on real text
             (Python's bundled documentation), reporting the per-token loss.
+  tokenizer trains (or loads) the run's SentencePiece model from the data mixture
+            and checks it on held-out text.
   train     the sharded train loop; resumes from the workdir's latest checkpoint.
 """
 
@@ -20,12 +22,14 @@ from ml_collections import config_flags
 from lamda_jax import config as config_lib
 from lamda_jax import distributed
 from lamda_jax import forward_check
+from lamda_jax import input_pipeline
 from lamda_jax import model_stats
 from lamda_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
-_MODE = flags.DEFINE_enum('mode', 'describe', ['describe', 'forward', 'train'], 'What to run.')
+_MODE = flags.DEFINE_enum('mode', 'describe', ['describe', 'forward', 'tokenizer', 'train'],
+                          'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
 
@@ -45,7 +49,12 @@ def train_mode(experiment: config_lib.ExperimentConfig, workdir: str):
     print(json.dumps({'mode': 'train', **summary}))
 
 
-MODES = {'describe': describe, 'forward': forward, 'train': train_mode}
+def tokenizer_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(input_pipeline.tokenizer_report(experiment, workdir)))
+
+
+MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
+         'train': train_mode}
 
 
 def _quiet_libraries(record: python_logging.LogRecord) -> bool:

@@ -61,3 +61,16 @@ def test_forward_cli_reuses_the_workdir_tokenizer(tmp_path):
                                      timeout=300, check=True).stdout)
   assert model_file.stat().st_mtime_ns == mtime
   assert first == second  # same tokenizer, same seed: the same loss
+
+
+def test_tokenizer_mode_trains_and_checks_on_held_out_text(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'lamda_jax.main', '--config', 'tests/configs/tiny_docs.py',
+       '--mode', 'tokenizer', '--workdir', str(tmp_path)], cwd=ROOT, capture_output=True,
+      text=True, timeout=300, check=True)
+  report = json.loads(result.stdout)
+  assert report['path'] == str(tmp_path / 'tokenizer.model') and os.path.exists(report['path'])
+  assert report['vocab_size'] == 2048 and report['held_out_texts'] > 0
+  assert report['round_trip_exact'] and report['unknown_tokens'] == 0
+  assert report['chars_per_token'] > 2.5  # BPE compresses; bytes alone would give ~1
+  assert report['control_words']['RESPONSE'] == ['\u2581', 'RESPONSE']
