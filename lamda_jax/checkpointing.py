@@ -59,9 +59,6 @@ class Checkpointer:
       multihost_utils.sync_global_devices(f'moved aside checkpoint {step}')
     self.manager.reload()
 
-  def latest_step(self):
-    return self.manager.latest_step()
-
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()

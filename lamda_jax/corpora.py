@@ -20,8 +20,6 @@ import pydoc_data.topics
 WORDNET_DIR = '/usr/share/wordnet'
 FORTUNES_DIR = '/usr/share/games/fortunes'
 DEBIAN_PACKAGES = {'wordnet': 'wordnet-base', 'fortunes': 'fortunes'}
-KINDS = {'chitchat': 'dialogs', 'wordnet': 'documents', 'fortunes': 'documents',
-         'python_docs': 'documents'}
 
 
 class CorpusUnavailable(RuntimeError):

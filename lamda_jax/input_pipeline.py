@@ -37,10 +37,17 @@ class Datasets:
 
 
 def _process_zero_first(name: str, work):
-  """Runs `work` on process 0 while the others wait, then everywhere (it is cached)."""
+  """Runs `work` on process 0 while the others wait, then everywhere (it is cached).
+
+  Process 0 reaches the barrier even if `work` fails, so no host hangs: the
+  same error then comes from the final call on every process.
+  """
   if jax.process_count() > 1:
     if jax.process_index() == 0:
-      work()
+      try:
+        work()
+      except Exception:  # pylint: disable=broad-except  # re-raised below, on every process
+        pass
     multihost_utils.sync_global_devices(name)
   return work()
 

@@ -150,7 +150,7 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None) -> dict:
     peak = cfg.peak_flops_per_device or metrics_lib.measure_peak_flops(experiment.model.dtype)
     logger = _Logger(experiment, writer, peak)
     summary = {'start_step': start, 'packing_efficiency': datasets.packing_efficiency,
-               'loss_curve': {}}
+               'bad_records': datasets.bad_records, 'loss_curve': {}}
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: _SIGTERM.set())
     try:
       pending = []
