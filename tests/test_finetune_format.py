@@ -1,0 +1,128 @@
+"""The paper's generator/discriminator texts, their loss masks, and label aggregation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lamda_jax import corpora
+from lamda_jax import finetune_format
+from lamda_jax import labels
+from lamda_jax import packing
+from lamda_jax import tokenizer as tokenizer_lib
+from lamda_jax.dialog import Turn
+
+CONTEXT = (Turn('A', "What's up?"),)
+
+
+@pytest.fixture(scope='module')
+def tokenizer(tmp_path_factory):
+  path = tmp_path_factory.mktemp('tokenizer') / 'sp.model'
+  return tokenizer_lib.train(list(corpora.python_docs().values())[:30], 800, str(path))
+
+
+def _weighted_text(tokenizer, example):
+  return [tokenizer.id_to_piece(t) for t, w in zip(example.tokens, example.loss_weights) if w]
+
+
+def test_generator_example_weighs_only_the_response_and_eos(tokenizer):
+  example = finetune_format.generator_example(tokenizer, CONTEXT, 'not much.', seq_len=64)
+  assert tokenizer.decode(list(example.tokens)) == "A: What's up? RESPONSE not much."
+  prefix = tokenizer.encode("A: What's up? RESPONSE")
+  response = tokenizer.encode('not much.')
+  assert list(example.tokens) == prefix + response + [tokenizer_lib.EOS_ID]
+  assert list(example.loss_weights) == [0.0] * len(prefix) + [1.0] * (len(response) + 1)
+  assert tokenizer.decode([t for t, w in zip(example.tokens, example.loss_weights) if w]) == (
+      'not much.')
+
+
+def test_discriminator_example_weighs_only_the_rating(tokenizer):
+  for attribute in finetune_format.ATTRIBUTES:
+    for rating in (0, 1):
+      example = finetune_format.discriminator_example(tokenizer, CONTEXT, 'not much.', attribute,
+                                                      rating, seq_len=64)
+      assert tokenizer.decode(list(example.tokens)) == (
+          f"A: What's up? RESPONSE not much. {attribute} {rating}")
+      assert sum(example.loss_weights) == 1.0 and example.loss_weights[-1] == 1.0
+      assert _weighted_text(tokenizer, example) == [str(rating)]
+
+
+def test_packed_weights_land_on_the_targets_of_the_response(tokenizer):
+  example = finetune_format.generator_example(tokenizer, CONTEXT, 'not much.', seq_len=64)
+  row = packing.pack([example], seq_len=64)
+  weighted = row['targets'][0][row['loss_weights'][0] > 0]
+  assert tokenizer.decode([int(t) for t in weighted]) == 'not much.'
+  first = int(np.argmax(row['loss_weights'][0]))  # predicted from the last context token
+  assert tokenizer.id_to_piece(int(row['inputs'][0][first])) == 'RESPONSE'
+
+
+def test_long_context_loses_turns_from_the_left_never_the_response(tokenizer):
+  context = tuple(Turn('AB'[i % 2], f'turn number {i} says something') for i in range(30))
+  example = finetune_format.generator_example(tokenizer, context, 'the reply stays whole',
+                                              seq_len=48)
+  text = tokenizer.decode(list(example.tokens))
+  assert len(example.tokens) <= 48
+  assert text.endswith('turn number 29 says something RESPONSE the reply stays whole')
+  assert 'turn number 0 ' not in text
+  assert text[:3] in ('A: ', 'B: ')  # whole turns were dropped, not half a turn
+
+
+def test_a_response_too_long_for_a_row_is_refused(tokenizer):
+  with pytest.raises(finetune_format.TooLong, match='exceeds seq_len 16'):
+    finetune_format.generator_example(tokenizer, CONTEXT, 'word ' * 40, seq_len=16)
+
+
+@pytest.mark.parametrize('votes,want', [
+    ({'SENSIBLE': [1, 1, 0, 1, 1], 'SPECIFIC': [1, 1, 1, 0, 0], 'INTERESTING': [0, 1, 1, 1, 0]},
+     {'SENSIBLE': 1, 'SPECIFIC': 1, 'INTERESTING': 1}),  # 3 of 5 is enough
+    ({'SENSIBLE': [1, 1, 0, 0, 0], 'SPECIFIC': [1, 1, 1, 1, 1], 'INTERESTING': [1, 1, 1, 1, 1]},
+     {'SENSIBLE': 0, 'SPECIFIC': 0, 'INTERESTING': 0}),  # not sensible forces the rest to 0
+    ({'SENSIBLE': [1, 1, 1, 1, 1], 'SPECIFIC': [0, 0, 1, 1, 0], 'INTERESTING': [1, 1, 1, 1, 1]},
+     {'SENSIBLE': 1, 'SPECIFIC': 0, 'INTERESTING': 0}),  # not specific forces interesting to 0
+    ({'UNSAFE': [0, 0, 1]}, {'UNSAFE': 0}),  # 2 of 3 found no violation: safe
+    ({'UNSAFE': [0, 1, 1]}, {'UNSAFE': 1}),
+    ({'UNSAFE': [0, 0, 0]}, {'UNSAFE': 0}),
+    ({'UNSAFE': [1, 1, 1]}, {'UNSAFE': 1}),
+])
+def test_vote_aggregation_is_the_papers(votes, want):
+  assert labels.aggregate_votes(votes) == want
+
+
+def _labels_file(tmp_path, *records):
+  path = tmp_path / 'labels.jsonl'
+  path.write_bytes(b''.join(r if isinstance(r, bytes) else (json.dumps(r) + '\n').encode()
+                            for r in records))
+  return str(path)
+
+
+GOOD = {'context': [{'speaker': 'A', 'text': "What's up?"}],
+        'response': {'speaker': 'B', 'text': 'not much.'}}
+
+
+def test_reading_final_labels_and_votes(tmp_path):
+  path = _labels_file(tmp_path, {**GOOD, 'labels': {'SENSIBLE': 0, 'INTERESTING': 1}},
+                      {**GOOD, 'votes': {'SENSIBLE': [1, 1, 1, 0, 0], 'UNSAFE': [1, 0, 0]}})
+  first, second = labels.read(path)
+  assert first.labels == {'SENSIBLE': 0, 'INTERESTING': 0}  # forcing applies to final labels
+  assert second.labels == {'SENSIBLE': 1, 'UNSAFE': 0}
+  assert second.context == (Turn('A', "What's up?"),) and second.response == Turn('B', 'not much.')
+  assert second.origin == f'{path}:2'
+
+
+@pytest.mark.parametrize('record,message', [
+    ({'response': GOOD['response'], 'labels': {'SENSIBLE': 1}}, 'context: needs a list of turns'),
+    ({'context': GOOD['context'], 'labels': {'SENSIBLE': 1}}, 'response: needs'),
+    ({**GOOD, 'context': [{'speaker': 'A'}], 'labels': {'SENSIBLE': 1}}, r'context\[0\]: needs'),
+    ({**GOOD}, 'needs exactly one of "labels"'),
+    ({**GOOD, 'labels': {'FUNNY': 1}}, 'labels.FUNNY: unknown attribute'),
+    ({**GOOD, 'labels': {'SENSIBLE': 2}}, 'labels.SENSIBLE: must be 0 or 1, got 2'),
+    ({**GOOD, 'votes': {'SENSIBLE': [1, 1, 2, 1, 1]}}, 'votes.SENSIBLE: every vote must be 0 or 1'),
+    ({**GOOD, 'votes': {'SENSIBLE': [1, 1, 1]}}, 'votes.SENSIBLE: needs 5 votes'),
+    ({**GOOD, 'votes': {'UNSAFE': [0, 0, 0, 0, 0]}}, 'votes.UNSAFE: needs 3 votes'),
+    ({**GOOD, 'votes': {'SAFE': [0, 0, 0]}}, 'votes.SAFE: unknown attribute'),
+    (b'{"context": [\n', r'malformed JSON'),
+])
+def test_bad_label_files_fail_with_file_and_line(tmp_path, record, message):
+  path = _labels_file(tmp_path, {**GOOD, 'labels': {'SENSIBLE': 1}}, record)
+  with pytest.raises(labels.LabelError, match=f'^{path}:2: {message}'):
+    list(labels.read(path))
