@@ -20,10 +20,12 @@ from lamda_jax.config import TrainConfig
 
 class Checkpointer:
 
-  def __init__(self, workdir: str, cfg: TrainConfig):
+  def __init__(self, workdir: str, cfg: TrainConfig, read_only: bool = False):
+    """`read_only` opens another run's checkpoints (to start from) without touching them."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg.keep_checkpoints, enable_async_checkpointing=True,
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=not read_only, read_only=read_only)
+    self.read_only = read_only
     self.every = cfg.checkpoint_every
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -42,10 +44,11 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
       except Exception as error:  # pylint: disable=broad-except  # any unreadable checkpoint
-        logging.warning('Checkpoint %s/%d is unreadable (%s: %s); moving it to %d.unreadable '
-                        'and trying the previous one.', self.directory, step,
-                        type(error).__name__, error, step)
-        self._move_aside(step)
+        logging.warning('Checkpoint %s/%d is unreadable (%s: %s); trying the previous one.',
+                        self.directory, step, type(error).__name__, error)
+        if not self.read_only:
+          logging.warning('Moved it to %s/%d.unreadable.', self.directory, step)
+          self._move_aside(step)
         continue
       return restored.state, restored.data
     return None

@@ -291,6 +291,36 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """`--mode finetune`: the same loop on the paper's generator and discriminator tasks.
+
+  `labels`: label JSONL files or globs (lamda_jax/labels.py). `init_from`: the
+  workdir of a pre-training run with the same model and optimizer; its latest
+  parameters are the start, its optimizer state is not used. Task weights:
+  the generator, the discriminators (shared equally by the rated attributes),
+  and pre-training data kept in the mixture against forgetting.
+  """
+  labels: tuple[str, ...] = ()
+  init_from: str = ''
+  generator_weight: float = 0.5
+  discriminator_weight: float = 0.5
+  pretrain_weight: float = 0.0
+  eval_fraction: float = 0.1
+
+  def __post_init__(self):
+    object.__setattr__(self, 'labels', tuple(self.labels))
+    weights = ('generator_weight', 'discriminator_weight', 'pretrain_weight')
+    for name in weights:
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        _fail(f'finetune.{name}', f'must be a non-negative number, got {value!r}')
+    if not any(getattr(self, name) for name in weights):
+      _fail('finetune', 'at least one task weight must be positive')
+    if not (isinstance(self.eval_fraction, float) and 0 < self.eval_fraction < 1):
+      _fail('finetune.eval_fraction', f'must be a float in (0, 1), got {self.eval_fraction!r}')
+
+
+@dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
 
@@ -310,6 +340,7 @@ class ExperimentConfig:
   mesh: MeshConfig = MeshConfig()
   train: TrainConfig = TrainConfig()
   data: DataConfig = DataConfig()
+  finetune: FinetuneConfig = FinetuneConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 
@@ -354,6 +385,7 @@ def load(config: ml_collections.ConfigDict | dict) -> ExperimentConfig:
       'mesh': _section(MeshConfig, 'mesh.', config.get('mesh', {})),
       'train': _section(TrainConfig, 'train.', config.get('train', {})),
       'data': _section(DataConfig, 'data.', config.get('data', {})),
+      'finetune': _section(FinetuneConfig, 'finetune.', config.get('finetune', {})),
       'distributed': _section(DistributedConfig, 'distributed.', config.get('distributed', {})),
       'logical_axis_rules': tuple(tuple(rule) for rule in config.get(
           'logical_axis_rules', DEFAULT_AXIS_RULES)),

@@ -1,8 +1,9 @@
 """Crowd labels for fine-tuning, aggregated exactly as the paper does (§5, App. A).
 
-One JSONL line per rated response:
+One JSONL line per rated response (`conversation` is optional: responses of
+one conversation stay in one split):
 
-  {"context": [{"speaker": "A", "text": "What's up?"}],
+  {"conversation": "c17", "context": [{"speaker": "A", "text": "What's up?"}],
    "response": {"speaker": "B", "text": "not much."},
    "labels": {"SENSIBLE": 1, "SPECIFIC": 0}}                  final 0/1 labels, or
    "votes":  {"SENSIBLE": [1, 1, 0, 1, 1], "UNSAFE": [0, 0, 1]}  raw per-rater votes
@@ -34,6 +35,7 @@ class RatedResponse:
   response: dialog.Turn
   labels: dict  # attribute -> 0/1, only the attributes the record rates
   origin: str
+  conversation: str  # the split key
 
 
 def aggregate_votes(votes: dict[str, list[int]]) -> dict[str, int]:
@@ -109,11 +111,13 @@ def read(path: str):
         continue
       origin = f'{path}:{number}'
       try:
-        context, response, labels = parse_record(json.loads(raw.decode('utf-8')))
+        record = json.loads(raw.decode('utf-8'))
+        context, response, labels = parse_record(record)
       except UnicodeDecodeError as error:
         raise LabelError(f'{origin}: invalid UTF-8 (byte {error.start})') from None
       except json.JSONDecodeError as error:
         raise LabelError(f'{origin}: malformed JSON ({error.msg})') from None
       except ValueError as error:
         raise LabelError(f'{origin}: {error}') from None
-      yield RatedResponse(context, response, labels, origin)
+      yield RatedResponse(context, response, labels, origin,
+                          str(record.get('conversation', origin)))

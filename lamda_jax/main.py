@@ -7,6 +7,8 @@ Modes:
   tokenizer trains (or loads) the run's SentencePiece model from the data mixture
             and checks it on held-out text.
   train     the sharded train loop; resumes from the workdir's latest checkpoint.
+  finetune  the same loop on the generator and discriminator tasks, from rated
+            responses (config.finetune), starting from a pre-trained run.
 """
 
 import json
@@ -21,6 +23,7 @@ from ml_collections import config_flags
 
 from lamda_jax import config as config_lib
 from lamda_jax import distributed
+from lamda_jax import finetune_data
 from lamda_jax import forward_check
 from lamda_jax import input_pipeline
 from lamda_jax import model_stats
@@ -28,7 +31,8 @@ from lamda_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
-_MODE = flags.DEFINE_enum('mode', 'describe', ['describe', 'forward', 'tokenizer', 'train'],
+_MODE = flags.DEFINE_enum('mode', 'describe',
+                          ['describe', 'forward', 'tokenizer', 'train', 'finetune'],
                           'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
@@ -53,8 +57,16 @@ def tokenizer_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   print(json.dumps(input_pipeline.tokenizer_report(experiment, workdir)))
 
 
+def finetune_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  experiment = finetune_data.finetune_experiment(experiment)
+  summary = train.run(experiment, workdir, finetune_data.build(experiment, workdir),
+                      init_from=experiment.finetune.init_from)
+  if jax.process_index() == 0:
+    print(json.dumps({'mode': 'finetune', **summary}))
+
+
 MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
-         'train': train_mode}
+         'train': train_mode, 'finetune': finetune_mode}
 
 
 def _quiet_libraries(record: python_logging.LogRecord) -> bool:

@@ -52,6 +52,17 @@ def _check_resumed_data(data_state: dict, sampler, step: int):
     raise ValueError(f'Checkpoint data position {data_state["next_step"]} != state step {step}')
 
 
+def _per_task(prefix: str, sums: dict, tasks) -> dict:
+  """Loss and accuracy of each task present, when the batch can mix several."""
+  results = {}
+  for task, (loss, correct, weight) in enumerate(zip(
+      sums['task_loss'], sums['task_correct'], sums['task_weight'])):
+    if weight > 0 and len(tasks) > 1:
+      results[f'{prefix}{tasks[task]}/loss'] = float(loss / weight)
+      results[f'{prefix}{tasks[task]}/accuracy'] = float(correct / weight)
+  return results
+
+
 class _Logger:
   """Turns the device-side metrics of the last few steps into logged scalars."""
 
@@ -76,11 +87,7 @@ class _Logger:
             'is intact.')
       scalars = {name: float(values[name]) for name in
                  ('loss', 'z_loss', 'grad_norm', 'learning_rate', 'tokens')}
-      for task, (loss, correct, weight) in enumerate(zip(
-          values['task_loss'], values['task_correct'], values['task_weight'])):
-        if weight > 0 and len(self.cfg.tasks) > 1:
-          scalars[f'{self.cfg.tasks[task]}/loss'] = float(loss / weight)
-          scalars[f'{self.cfg.tasks[task]}/accuracy'] = float(correct / weight)
+      scalars.update(_per_task('', values, self.cfg.tasks))
       self.writer.write(step + 1, scalars)
     self.steps_since += len(pending)
     last_step, throughput = pending[-1][0] + 1, {}
@@ -106,18 +113,35 @@ def jit_update(experiment: ExperimentConfig, model, optimizer, shardings, batch_
       donate_argnums=0)
 
 
-def evaluate(eval_fn, params, sampler, batches: int, to_device) -> dict:
+def evaluate(eval_fn, params, sampler, batches: int, to_device, tasks) -> dict:
+  """Loss, perplexity and accuracy on held-out batches; per task when there are several."""
   totals = None
   for index in range(batches):  # the same held-out batches every time
     sums = jax.device_get(eval_fn(params, to_device(sampler.batch(index))))
     totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
   loss = float(totals['loss'] / max(totals['weight'], 1.0))
   return {'eval/loss': loss, 'eval/perplexity': math.exp(min(loss, 50.0)),
-          'eval/accuracy': float(totals['task_correct'].sum() / max(totals['weight'], 1.0))}
+          'eval/accuracy': float(totals['task_correct'].sum() / max(totals['weight'], 1.0)),
+          **_per_task('eval/', totals, tasks)}
 
 
-def run(experiment: ExperimentConfig, workdir: str, datasets=None) -> dict:
-  """Trains to `train.steps`, resuming from the workdir's latest checkpoint."""
+def _parameters_from(init_from: str, experiment, abstract):
+  """The latest parameters of another run (e.g. pre-training), onto this mesh."""
+  restored = Checkpointer(init_from, experiment.train, read_only=True).restore_latest(abstract)
+  if restored is None:
+    raise FileNotFoundError(f'config.finetune.init_from: no readable checkpoint in '
+                            f'{init_from}/checkpoints')
+  logging.info('Starting from the parameters of %s at step %d.', init_from,
+               int(restored[0].step))
+  return restored[0].params
+
+
+def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '') -> dict:
+  """Trains to `train.steps`, resuming from the workdir's latest checkpoint.
+
+  A fresh run starts from the parameters of `init_from`'s latest checkpoint
+  when given (with a fresh optimizer state), else from a random initialisation.
+  """
   cfg, rules = experiment.train, experiment.logical_axis_rules
   mesh = partitioning.create_mesh(experiment)
   partitioning.check_batch_divisible(cfg.batch_size // cfg.microbatches, mesh, rules,
@@ -133,6 +157,8 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None) -> dict:
     restored = checkpointer.restore_latest(abstract)
     if restored is None:
       state = train_state.create(experiment, model, optimizer, shardings)
+      if init_from:
+        state = state.replace(params=_parameters_from(init_from, experiment, abstract))
     else:
       state, data_state = restored
       _check_resumed_data(data_state, datasets.train, int(state.step))
@@ -168,7 +194,8 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None) -> dict:
           summary['loss_curve'][done] = round(summary['loss'], 4)
           pending = []
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
-          results = evaluate(eval_fn, state.params, datasets.eval, cfg.eval_batches, to_device)
+          results = evaluate(eval_fn, state.params, datasets.eval, cfg.eval_batches, to_device,
+                             cfg.tasks)
           writer.write(done, results)
           summary.update(results)
         if save:

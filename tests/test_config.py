@@ -50,6 +50,10 @@ def _tiny_with(section, field, value):
     ('mesh', 'tensor', 0, 'config.mesh.tensor: must be >= 1'),
     ('mesh', 'fsdp', -1, 'config.mesh: at most one axis may be -1'),
     ('train', 'seq_len', 0, 'config.train.seq_len: must be >= 1'),
+    ('finetune', 'generator_weight', -1.0,
+     'config.finetune.generator_weight: must be a non-negative number'),
+    ('finetune', 'eval_fraction', 1.5, 'config.finetune.eval_fraction: must be a float in (0, 1)'),
+    ('data', 'eval_fraction', 0.0, 'config.data.eval_fraction: must be a float in (0, 1)'),
     ('train', 'batch_size', 2.0, 'config.train.batch_size: must be an integer'),
     ('', 'logical_axis_rules', (('embed', 'fsdp'), ('experts', 'tensor')),
      "config.logical_axis_rules[1]: unknown value 'experts'"),
@@ -59,6 +63,13 @@ def test_each_bad_field_has_its_own_error(section, field, value, message):
   with pytest.raises(config_lib.ConfigError) as error:
     config_lib.load(_tiny_with(section, field, value))
   assert message in str(error.value)
+
+
+def test_finetune_needs_a_positive_task_weight():
+  config = tiny.get_config().to_dict()
+  config['finetune'].update(generator_weight=0.0, discriminator_weight=0.0, pretrain_weight=0.0)
+  with pytest.raises(config_lib.ConfigError, match='config.finetune: at least one task weight'):
+    config_lib.load(config)
 
 
 def test_missing_required_field_is_named():

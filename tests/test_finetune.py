@@ -1,0 +1,138 @@
+"""`--mode finetune`: task rows, the discriminator learning a rule, starting from a run."""
+
+import dataclasses
+import json
+import random
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from lamda_jax import checkpointing
+from lamda_jax import config as config_lib
+from lamda_jax import finetune_data
+from lamda_jax import input_pipeline
+from lamda_jax import optimizers
+from lamda_jax import partitioning
+from lamda_jax import scoring
+from lamda_jax import train
+from lamda_jax import train_state
+from lamda_jax.dialog import Turn
+from lamda_jax.model import Decoder
+from tests.configs import tiny_docs
+
+# Common words of Python's documentation: single pieces of the tiny tokenizer.
+WORDS = ('value function object class return list string number module method type name error '
+         'file data table index result').split()
+
+
+def repeats_a_word(count: int, seed: int):
+  """Rated responses where SENSIBLE is 1 iff the response repeats a word of the context."""
+  rng = random.Random(seed)
+  for i in range(count):
+    context = rng.sample(WORDS, 4)
+    others = [w for w in WORDS if w not in context]
+    sensible = i % 2 == 0
+    response = rng.sample(others, 2) + [rng.choice(context if sensible else others)]
+    rng.shuffle(response)
+    yield {'conversation': f'{seed}-{i}', 'context': [{'speaker': 'A', 'text': ' '.join(context)}],
+           'response': {'speaker': 'B', 'text': ' '.join(response)},
+           'labels': {'SENSIBLE': int(sensible)}}
+
+
+def _experiment(tmp_path, records, finetune=None, **train):
+  path = tmp_path / 'labels.jsonl'
+  path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+  config = tiny_docs.get_config()
+  config.finetune.update(dict(labels=(str(path),)), **(finetune or {}))
+  config.train.update(dict(seq_len=64, batch_size=16, eval_every=0, log_every=50), **train)
+  return finetune_data.finetune_experiment(config_lib.load(config))
+
+
+def test_task_rows_carry_the_papers_masks(tmp_path):
+  records = [
+      {'context': [{'speaker': 'A', 'text': 'hello'}], 'response': {'speaker': 'B', 'text': 'hi'},
+       'labels': {'SENSIBLE': 1, 'UNSAFE': 0, 'SPECIFIC': 0}},
+      {'context': [{'speaker': 'A', 'text': 'hello'}], 'response': {'speaker': 'B', 'text': 'no'},
+       'labels': {'SENSIBLE': 0}},
+      {'context': [{'speaker': 'A', 'text': 'hello'}], 'response': {'speaker': 'B', 'text': 'ugh'},
+       'labels': {'SENSIBLE': 1, 'UNSAFE': 1}},
+  ]
+  experiment = _experiment(tmp_path, records, finetune={'eval_fraction': 1e-6}, steps=1)
+  built = finetune_data.build(experiment, str(tmp_path))
+  rows = built.train.sources
+  assert set(rows) == {'generator', 'SENSIBLE', 'SPECIFIC', 'UNSAFE'}
+  tokenizer = input_pipeline.tokenizer_for(experiment, str(tmp_path))
+
+  def weighted_pieces(task):
+    r = rows[task]
+    return sorted(tokenizer.id_to_piece(int(t)) for t in r['targets'][r['loss_weights'] > 0])
+
+  assert weighted_pieces('SENSIBLE') == ['0', '1', '1']  # one rating token per example
+  assert weighted_pieces('UNSAFE') == ['0', '1']
+  assert weighted_pieces('SPECIFIC') == ['0']
+  generator = rows['generator']  # only the sensible and safe response, with its EOS
+  assert tokenizer.decode([int(t) for t in generator['targets'][generator['loss_weights'] > 0]]) \
+      == 'hi'
+  assert (rows['SENSIBLE']['task_ids'][rows['SENSIBLE']['segment_ids'] > 0] ==
+          finetune_data.TASKS.index('SENSIBLE')).all()
+  assert built.train.counts['generator'] == 512  # half the mixture; the rest split by attribute
+
+
+def _final_params(experiment, workdir):
+  model = Decoder(experiment.model)
+  mesh = partitioning.create_mesh(experiment)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
+    abstract, _ = train_state.abstract_state(
+        experiment, model, optimizers.make_optimizer(experiment.train), mesh)
+    state, _ = checkpointing.Checkpointer(workdir, experiment.train,
+                                          read_only=True).restore_latest(abstract)
+  return state
+
+
+@pytest.mark.slow
+def test_discriminator_learns_a_rule_to_auc_above_0_9(tmp_path):
+  experiment = _experiment(tmp_path, repeats_a_word(20_000, seed=0),
+                           finetune={'generator_weight': 0.0}, steps=800, checkpoint_every=800)
+  summary = train.run(experiment, str(tmp_path), finetune_data.build(experiment, str(tmp_path)))
+  assert summary['SENSIBLE/accuracy'] > 0.8
+  held_out = list(repeats_a_word(300, seed=1))  # new contexts and responses
+  params = _final_params(experiment, str(tmp_path)).params
+  tokenizer = input_pipeline.tokenizer_for(experiment, str(tmp_path))
+  probability = scoring.score(
+      params, Decoder(experiment.model), tokenizer,
+      [(Turn('A', r['context'][0]['text']),) for r in held_out],
+      [r['response']['text'] for r in held_out], ('SENSIBLE',), experiment.train.seq_len)[:, 0]
+  sensible = np.array([r['labels']['SENSIBLE'] for r in held_out], bool)
+  positive, negative = probability[sensible], probability[~sensible]
+  auc = ((positive[:, None] > negative[None, :]).mean() +
+         0.5 * (positive[:, None] == negative[None, :]).mean())
+  assert auc > 0.9
+
+
+@pytest.mark.slow
+def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
+  pretrain = config_lib.load(tiny_docs.get_config())
+  pretrain = dataclasses.replace(pretrain, train=dataclasses.replace(
+      pretrain.train, steps=3, checkpoint_every=3, eval_every=0))
+  pretrained_dir = tmp_path / 'pretrain'
+  train.run(pretrain, str(pretrained_dir))
+  pretrained = _final_params(pretrain, str(pretrained_dir))
+
+  experiment = _experiment(tmp_path, repeats_a_word(50, 0), steps=1, checkpoint_every=1,
+                           learning_rate=1e-9)
+  finetune_dir = tmp_path / 'finetune'
+  summary = train.run(experiment, str(finetune_dir), finetune_data.build(experiment,
+                                                                         str(finetune_dir)),
+                      init_from=str(pretrained_dir))
+  assert summary['start_step'] == 0
+  tuned = _final_params(experiment, str(finetune_dir))
+  assert int(tuned.step) == 1  # a fresh run of its own, not a resume of the pre-training
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), tuned.params,
+               pretrained.params)
+  fresh = nn.unbox(Decoder(experiment.model).init(  # what no init_from would start from
+      jax.random.PRNGKey(experiment.train.seed),
+      np.zeros((1, experiment.train.seq_len), np.int32))['params'])
+  differences = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), fresh, pretrained.params)
+  assert max(jax.tree.leaves(differences)) > 1e-3

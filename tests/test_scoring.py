@@ -1,0 +1,48 @@
+"""Discriminator scores: P(rating=1) from the softmax over the two rating tokens."""
+
+import jax
+import numpy as np
+import pytest
+
+from lamda_jax import corpora
+from lamda_jax import finetune_format
+from lamda_jax import scoring
+from lamda_jax import tokenizer as tokenizer_lib
+from lamda_jax.config import ModelConfig
+from lamda_jax.dialog import Turn
+from lamda_jax.model import Decoder
+
+SEQ_LEN = 48
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+  path = tmp_path_factory.mktemp('tokenizer') / 'sp.model'
+  tokenizer = tokenizer_lib.train(list(corpora.python_docs().values())[:30], 800, str(path))
+  model = Decoder(ModelConfig(num_layers=2, d_model=32, num_heads=2, head_dim=16, d_ff=64,
+                              vocab_size=800, dtype='float32'))
+  params = model.init(jax.random.key(0), np.zeros((1, SEQ_LEN), np.int32))['params']
+  return tokenizer, model, params
+
+
+def _by_hand(tokenizer, model, params, context, response, attribute):
+  """The rating probability from one unpadded forward pass, computed directly."""
+  tokens = list(finetune_format.discriminator_example(tokenizer, context, response, attribute, 1,
+                                                      SEQ_LEN).tokens)
+  logits = np.asarray(model.apply({'params': params}, np.array([[0] + tokens[:-1]])))[0, -1]
+  zero, one = logits[tokenizer.piece_to_id('0')], logits[tokenizer.piece_to_id('1')]
+  return np.exp(one) / (np.exp(zero) + np.exp(one))
+
+
+def test_scores_equal_the_softmax_over_the_two_rating_tokens(setup):
+  tokenizer, model, params = setup
+  contexts = [(Turn('A', "What's up?"),), (Turn('A', 'hi'), Turn('B', 'hello there, friend'))]
+  responses = ['not much.', 'how are you doing today?']
+  got = scoring.score(params, model, tokenizer, contexts, responses,
+                      finetune_format.ATTRIBUTES, SEQ_LEN)
+  assert got.shape == (2, 4)
+  for i, (context, response) in enumerate(zip(contexts, responses)):
+    for j, attribute in enumerate(finetune_format.ATTRIBUTES):
+      want = _by_hand(tokenizer, model, params, context, response, attribute)
+      np.testing.assert_allclose(got[i, j], want, rtol=1e-5)
+  assert len({round(float(p), 6) for p in got.ravel()}) > 1  # not a constant
