@@ -40,6 +40,9 @@ demo: $(INSTALLED) data
 	$(RUN) --config configs/tiny.py --mode forward --workdir $(WORKDIR)
 	@echo "== train configs/tiny.py on the mixture (resumes from $(WORKDIR); watch the loss fall)"
 	$(RUN) --config configs/tiny.py --mode train --workdir $(WORKDIR)
+	@echo "== fine-tune it as generator + SSI/safety discriminators on weakly labelled chitchat"
+	$(RUN) --config configs/tiny.py --mode finetune --workdir $(WORKDIR)-finetune \
+	  --config.finetune.init_from=$(WORKDIR) --config.train.steps=200
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -12,6 +12,7 @@ setuptools.setup(
     # Lower bounds are the versions the test suite was run with.
     install_requires=[
         'absl-py>=2.1',
+        'better-profanity>=0.7.0',
         'chitchat-dataset>=0.9.0',
         'flax>=0.12.8',
         'importlib_resources>=6.0',  # TFDS resolves builder code paths through etils.epath

@@ -5,7 +5,8 @@ unrolled layers because XLA:CPU runs them ~1.3x faster than a scan
 (BENCHMARKS.md); the paper configs scan, which compiles once per layer stack.
 """
 
-from lamda_jax.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from lamda_jax.config import DataConfig, ExperimentConfig, FinetuneConfig, ModelConfig
+from lamda_jax.config import TrainConfig
 
 
 def get_config():
@@ -16,4 +17,5 @@ def get_config():
       train=TrainConfig(seq_len=128, batch_size=16, steps=300, warmup_steps=50, log_every=25,
                         eval_every=100, checkpoint_every=100),
       data=DataConfig(tokenizer_training_chars=3_000_000),
+      finetune=FinetuneConfig(labels=('embedded:chitchat_weak',)),
   ).to_config_dict()

@@ -294,7 +294,8 @@ class DataConfig:
 class FinetuneConfig:
   """`--mode finetune`: the same loop on the paper's generator and discriminator tasks.
 
-  `labels`: label JSONL files or globs (lamda_jax/labels.py). `init_from`: the
+  `labels`: label JSONL files or globs (lamda_jax/labels.py), or
+  `embedded:chitchat_weak`, the weak-label bootstrap (lamda_jax/weak_labels.py). `init_from`: the
   workdir of a pre-training run with the same model and optimizer; its latest
   parameters are the start, its optimizer state is not used. Task weights:
   the generator, the discriminators (shared equally by the rated attributes),
@@ -309,6 +310,9 @@ class FinetuneConfig:
 
   def __post_init__(self):
     object.__setattr__(self, 'labels', tuple(self.labels))
+    for path in self.labels:
+      if path.startswith('embedded:'):
+        _check_choice('finetune.labels', path.removeprefix('embedded:'), ('chitchat_weak',))
     weights = ('generator_weight', 'discriminator_weight', 'pretrain_weight')
     for name in weights:
       value = getattr(self, name)

@@ -41,17 +41,22 @@ def python_docs() -> dict[str, str]:
   return docs
 
 
-def chitchat_dialogs():
-  """(id, turns) per conversation; a turn joins one sender's consecutive messages."""
+def chitchat_dialogs(with_ratings: bool = False):
+  """(id, turns) per conversation, or (id, turns, ratings) with its human ratings
+  (1-10 'interesting', 'witty', 'upbeat'; None when unrated). A turn joins one
+  sender's consecutive messages; empty messages are dropped, and so are turns
+  left with no text."""
   import chitchat_dataset  # pylint: disable=import-outside-toplevel  # 40 MB of JSON, loaded on use
   for conversation_id, conversation in sorted(chitchat_dataset.Dataset().items()):
     speakers = {}
     turns = []
     for messages in conversation['messages']:
-      sender = messages[0]['sender']
-      speaker = speakers.setdefault(sender, chr(ord('A') + len(speakers)))
-      turns.append({'speaker': speaker, 'text': ' '.join(m['text'].strip() for m in messages)})
-    yield conversation_id, turns
+      text = ' '.join(m['text'].strip() for m in messages if m['text'].strip())
+      if text:
+        speaker = speakers.setdefault(messages[0]['sender'], chr(ord('A') + len(speakers)))
+        turns.append({'speaker': speaker, 'text': text})
+    yield (conversation_id, turns, conversation.get('ratings')) if with_ratings else (
+        conversation_id, turns)
 
 
 def wordnet_glosses(directory: str = WORDNET_DIR):

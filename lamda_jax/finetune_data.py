@@ -10,6 +10,7 @@ stay in the mixture (task 'lm') against forgetting.
 """
 
 import dataclasses
+import os
 
 from absl import logging
 import jax
@@ -20,6 +21,7 @@ from lamda_jax import finetune_format
 from lamda_jax import input_pipeline
 from lamda_jax import labels as labels_lib
 from lamda_jax import packing
+from lamda_jax import weak_labels
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.sampler import MixtureSampler
 
@@ -38,8 +40,8 @@ def task_examples(records, tokenizer, seq_len: int, bad) -> dict[str, list[packi
       if record.labels.get('SENSIBLE') == 1 and record.labels.get('UNSAFE', 0) == 0:
         examples['generator'].append(finetune_format.generator_example(
             tokenizer, context, response, seq_len, TASKS.index('generator')))
-    except finetune_format.TooLong as error:
-      bad.add(record.origin, str(error))
+    except finetune_format.TooLong:
+      bad.add(record.origin, f'response too long for seq_len {seq_len}')
   return examples
 
 
@@ -55,7 +57,10 @@ def build(experiment: ExperimentConfig, workdir: str) -> input_pipeline.Datasets
   cfg, seq_len = experiment.finetune, experiment.train.seq_len
   if not cfg.labels:
     raise ValueError('config.finetune.labels: no label files given')
-  records = [record for path in datasets.expand_paths('finetune.labels', cfg.labels)
+  paths = [input_pipeline.process_zero_first('weak labels', lambda: weak_labels.export(
+      os.path.join(workdir, 'corpora'))) if pattern == 'embedded:chitchat_weak' else pattern
+           for pattern in cfg.labels]
+  records = [record for path in datasets.expand_paths('finetune.labels', paths)
              for record in labels_lib.read(path)]
   tokenizer = input_pipeline.tokenizer_for(experiment, workdir)
   bad = datasets.BadRecords()

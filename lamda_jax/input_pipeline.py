@@ -36,7 +36,7 @@ class Datasets:
   bad_records: dict = dataclasses.field(default_factory=dict)  # source -> reason -> count
 
 
-def _process_zero_first(name: str, work):
+def process_zero_first(name: str, work):
   """Runs `work` on process 0 while the others wait, then everywhere (it is cached).
 
   Process 0 reaches the barrier even if `work` fails, so no host hangs: the
@@ -65,14 +65,14 @@ def open_sources(experiment: ExperimentConfig, workdir: str) -> dict[str, datase
       for pattern in source.paths:
         if pattern.startswith('embedded:'):
           corpus = pattern.removeprefix('embedded:')
-          paths.append(_process_zero_first(f'export {corpus}', lambda c=corpus: corpora.export(
+          paths.append(process_zero_first(f'export {corpus}', lambda c=corpus: corpora.export(
               c, os.path.join(workdir, 'corpora'))))
         else:
           paths.extend(datasets.expand_paths(name, [pattern]))
     except corpora.CorpusUnavailable as error:
       logging.warning('Data source %s left out of the mixture: %s', name, error)
       continue
-    opened[name] = _process_zero_first(f'prepare {name}', lambda n=name, s=source, p=paths: (
+    opened[name] = process_zero_first(f'prepare {name}', lambda n=name, s=source, p=paths: (
         datasets.prepare(n, s, p, tfds_dir, data.eval_fraction)))
   if not opened:
     raise ValueError('config.data.sources: no source is available')
@@ -113,7 +113,7 @@ def tokenizer_for(experiment: ExperimentConfig, workdir: str, sources=None):
 
   if sources is None and not os.path.exists(path):
     sources = open_sources(experiment, workdir)
-  return _process_zero_first('tokenizer', lambda: tokenizer_lib.load_or_train(
+  return process_zero_first('tokenizer', lambda: tokenizer_lib.load_or_train(
       path, sample(), experiment.model.vocab_size))
 
 
