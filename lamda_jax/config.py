@@ -325,6 +325,31 @@ class FinetuneConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FilterConfig:
+  """`--mode filter`: keep generated responses that the discriminators of a
+  fine-tuned run (`from_run`, its workdir) judge good enough (§6.1: 2.5M -> 800K).
+
+  `candidates`: JSONL of {"context": [turns], "response": {"speaker", "text"}}.
+  A candidate is kept when P(SENSIBLE) >= sensible_min, P(SPECIFIC) >=
+  specific_min, P(INTERESTING) >= interesting_min and P(UNSAFE) <= unsafe_max.
+  """
+  candidates: str = ''
+  from_run: str = ''
+  sensible_min: float = 0.5
+  specific_min: float = 0.0
+  interesting_min: float = 0.0
+  unsafe_max: float = 0.5
+  batch_size: int = 64
+
+  def __post_init__(self):
+    for name in ('sensible_min', 'specific_min', 'interesting_min', 'unsafe_max'):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        _fail(f'filter.{name}', f'must be a probability in [0, 1], got {value!r}')
+    _check_int('filter.batch_size', self.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
 
@@ -345,6 +370,7 @@ class ExperimentConfig:
   train: TrainConfig = TrainConfig()
   data: DataConfig = DataConfig()
   finetune: FinetuneConfig = FinetuneConfig()
+  filter: FilterConfig = FilterConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 
@@ -390,6 +416,7 @@ def load(config: ml_collections.ConfigDict | dict) -> ExperimentConfig:
       'train': _section(TrainConfig, 'train.', config.get('train', {})),
       'data': _section(DataConfig, 'data.', config.get('data', {})),
       'finetune': _section(FinetuneConfig, 'finetune.', config.get('finetune', {})),
+      'filter': _section(FilterConfig, 'filter.', config.get('filter', {})),
       'distributed': _section(DistributedConfig, 'distributed.', config.get('distributed', {})),
       'logical_axis_rules': tuple(tuple(rule) for rule in config.get(
           'logical_axis_rules', DEFAULT_AXIS_RULES)),

@@ -76,15 +76,20 @@ def _check_attributes(mapping, field: str):
                        f'{", ".join(ATTRIBUTES)}')
 
 
-def parse_record(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn, dict[str, int]]:
-  """(context, response, labels) of one record; ValueError names the field."""
+def parse_exchange(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn]:
+  """(context, response) of a record; ValueError names the field."""
   if not isinstance(record, dict):
     raise ValueError('not a JSON object')
   context = record.get('context')
   if not isinstance(context, list):
     raise ValueError('context: needs a list of turns')
   turns = tuple(_turn(turn, f'context[{i}]') for i, turn in enumerate(context))
-  response = _turn(record.get('response'), 'response')
+  return turns, _turn(record.get('response'), 'response')
+
+
+def parse_record(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn, dict[str, int]]:
+  """(context, response, labels) of one record; ValueError names the field."""
+  turns, response = parse_exchange(record)
   if ('labels' in record) == ('votes' in record):
     raise ValueError('needs exactly one of "labels" (final 0/1) or "votes" (per rater)')
   if 'labels' in record:
@@ -103,8 +108,9 @@ def parse_record(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn, dict[str
   return turns, response, aggregate_votes(record['votes'])
 
 
-def read(path: str):
-  """RatedResponses of a labels file; the first bad line raises LabelError(file:line: ...)."""
+def read_lines(path: str, parse):
+  """(origin, record, parse(record)) per line; the first bad one raises
+  LabelError('file:line: field: problem')."""
   with open(path, 'rb') as f:
     for number, raw in enumerate(f, start=1):
       if not raw.strip():
@@ -112,12 +118,16 @@ def read(path: str):
       origin = f'{path}:{number}'
       try:
         record = json.loads(raw.decode('utf-8'))
-        context, response, labels = parse_record(record)
+        yield origin, record, parse(record)
       except UnicodeDecodeError as error:
         raise LabelError(f'{origin}: invalid UTF-8 (byte {error.start})') from None
       except json.JSONDecodeError as error:
         raise LabelError(f'{origin}: malformed JSON ({error.msg})') from None
       except ValueError as error:
         raise LabelError(f'{origin}: {error}') from None
-      yield RatedResponse(context, response, labels, origin,
-                          str(record.get('conversation', origin)))
+
+
+def read(path: str):
+  """RatedResponses of a labels file; the first bad line raises LabelError."""
+  for origin, record, (context, response, labels) in read_lines(path, parse_record):
+    yield RatedResponse(context, response, labels, origin, str(record.get('conversation', origin)))

@@ -9,6 +9,8 @@ Modes:
   train     the sharded train loop; resumes from the workdir's latest checkpoint.
   finetune  the same loop on the generator and discriminator tasks, from rated
             responses (config.finetune), starting from a pre-trained run.
+  filter    scores candidate responses with a fine-tuned run's discriminators and
+            keeps those above the thresholds (config.filter).
 """
 
 import json
@@ -23,6 +25,7 @@ from ml_collections import config_flags
 
 from lamda_jax import config as config_lib
 from lamda_jax import distributed
+from lamda_jax import filtering
 from lamda_jax import finetune_data
 from lamda_jax import forward_check
 from lamda_jax import input_pipeline
@@ -32,7 +35,7 @@ from lamda_jax import train
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'describe',
-                          ['describe', 'forward', 'tokenizer', 'train', 'finetune'],
+                          ['describe', 'forward', 'tokenizer', 'train', 'finetune', 'filter'],
                           'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
@@ -65,8 +68,12 @@ def finetune_mode(experiment: config_lib.ExperimentConfig, workdir: str):
     print(json.dumps({'mode': 'finetune', **summary}))
 
 
+def filter_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(filtering.run(experiment, workdir)))
+
+
 MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
-         'train': train_mode, 'finetune': finetune_mode}
+         'train': train_mode, 'finetune': finetune_mode, 'filter': filter_mode}
 
 
 def _quiet_libraries(record: python_logging.LogRecord) -> bool:

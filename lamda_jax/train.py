@@ -125,15 +125,22 @@ def evaluate(eval_fn, params, sampler, batches: int, to_device, tasks) -> dict:
           **_per_task('eval/', totals, tasks)}
 
 
-def _parameters_from(init_from: str, experiment, abstract):
-  """The latest parameters of another run (e.g. pre-training), onto this mesh."""
-  restored = Checkpointer(init_from, experiment.train, read_only=True).restore_latest(abstract)
+def restore_parameters(run_dir: str, experiment, abstract, field: str):
+  """The latest parameters of another run's workdir, onto this mesh."""
+  restored = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest(abstract)
   if restored is None:
-    raise FileNotFoundError(f'config.finetune.init_from: no readable checkpoint in '
-                            f'{init_from}/checkpoints')
-  logging.info('Starting from the parameters of %s at step %d.', init_from,
-               int(restored[0].step))
+    raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
+  logging.info('Parameters of %s at step %d.', run_dir, int(restored[0].step))
   return restored[0].params
+
+
+def latest_parameters(experiment: ExperimentConfig, run_dir: str, field: str):
+  """`restore_parameters` on a mesh of its own, for modes that only read a model."""
+  mesh = partitioning.create_mesh(experiment)
+  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
+    abstract, _ = train_state.abstract_state(experiment, model, optimizer, mesh)
+    return restore_parameters(run_dir, experiment, abstract, field)
 
 
 def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '') -> dict:
@@ -158,7 +165,8 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
     if restored is None:
       state = train_state.create(experiment, model, optimizer, shardings)
       if init_from:
-        state = state.replace(params=_parameters_from(init_from, experiment, abstract))
+        state = state.replace(params=restore_parameters(init_from, experiment, abstract,
+                                                        'finetune.init_from'))
     else:
       state, data_state = restored
       _check_resumed_data(data_state, datasets.train, int(state.step))
