@@ -350,6 +350,20 @@ class FilterConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """`--mode eval`: the discriminators of a fine-tuned run (`from_run`, its
+  workdir) on labelled responses: `labels` files, or when empty the held-out
+  split of `finetune.labels`."""
+  from_run: str = ''
+  labels: tuple[str, ...] = ()
+  calibration_bins: int = 10
+
+  def __post_init__(self):
+    object.__setattr__(self, 'labels', tuple(self.labels))
+    _check_int('eval.calibration_bins', self.calibration_bins)
+
+
+@dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
 
@@ -371,6 +385,7 @@ class ExperimentConfig:
   data: DataConfig = DataConfig()
   finetune: FinetuneConfig = FinetuneConfig()
   filter: FilterConfig = FilterConfig()
+  eval: EvalConfig = EvalConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 
@@ -417,6 +432,7 @@ def load(config: ml_collections.ConfigDict | dict) -> ExperimentConfig:
       'data': _section(DataConfig, 'data.', config.get('data', {})),
       'finetune': _section(FinetuneConfig, 'finetune.', config.get('finetune', {})),
       'filter': _section(FilterConfig, 'filter.', config.get('filter', {})),
+      'eval': _section(EvalConfig, 'eval.', config.get('eval', {})),
       'distributed': _section(DistributedConfig, 'distributed.', config.get('distributed', {})),
       'logical_axis_rules': tuple(tuple(rule) for rule in config.get(
           'logical_axis_rules', DEFAULT_AXIS_RULES)),

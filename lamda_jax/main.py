@@ -11,6 +11,8 @@ Modes:
             responses (config.finetune), starting from a pre-trained run.
   filter    scores candidate responses with a fine-tuned run's discriminators and
             keeps those above the thresholds (config.filter).
+  eval      the discriminators' accuracy, AUC and calibration on labelled held-out
+            responses (config.eval).
 """
 
 import json
@@ -25,6 +27,7 @@ from ml_collections import config_flags
 
 from lamda_jax import config as config_lib
 from lamda_jax import distributed
+from lamda_jax import evaluation
 from lamda_jax import filtering
 from lamda_jax import finetune_data
 from lamda_jax import forward_check
@@ -35,7 +38,8 @@ from lamda_jax import train
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'describe',
-                          ['describe', 'forward', 'tokenizer', 'train', 'finetune', 'filter'],
+                          ['describe', 'forward', 'tokenizer', 'train', 'finetune', 'filter',
+                           'eval'],
                           'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
@@ -72,8 +76,13 @@ def filter_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   print(json.dumps(filtering.run(experiment, workdir)))
 
 
+def eval_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(evaluation.run(experiment, workdir)))
+
+
 MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
-         'train': train_mode, 'finetune': finetune_mode, 'filter': filter_mode}
+         'train': train_mode, 'finetune': finetune_mode, 'filter': filter_mode,
+         'eval': eval_mode}
 
 
 def _quiet_libraries(record: python_logging.LogRecord) -> bool:

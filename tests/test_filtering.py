@@ -15,18 +15,6 @@ from lamda_jax import scoring
 from lamda_jax import train
 from lamda_jax.dialog import Turn
 from lamda_jax.model import Decoder
-from tests.configs import tiny_docs
-
-
-@pytest.fixture(scope='module')
-def a_run(tmp_path_factory):
-  """A model with a tokenizer and a checkpoint in its workdir, as a fine-tuned run has."""
-  workdir = tmp_path_factory.mktemp('run')
-  experiment = config_lib.load(tiny_docs.get_config())
-  experiment = dataclasses.replace(experiment, train=dataclasses.replace(
-      experiment.train, steps=1, checkpoint_every=1, eval_every=0, seq_len=64))
-  train.run(experiment, str(workdir))
-  return experiment, str(workdir)
 
 
 def _candidates(tmp_path):

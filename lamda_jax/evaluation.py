@@ -1,0 +1,81 @@
+"""`--mode eval`: how well a fine-tuned run's discriminators rate held-out responses.
+
+Per attribute: accuracy at 0.5, ROC AUC (the probability that a random
+positive outscores a random negative, ties counting half) and expected
+calibration error (equal-width confidence bins). Written as one JSON line and
+to TensorBoard (`DIR/tensorboard`).
+"""
+
+import os
+
+import numpy as np
+import tensorboardX
+
+from lamda_jax import datasets
+from lamda_jax import finetune_format
+from lamda_jax import input_pipeline
+from lamda_jax import labels as labels_lib
+from lamda_jax import scoring
+from lamda_jax import train
+from lamda_jax.config import ExperimentConfig
+from lamda_jax.model import Decoder
+
+
+def auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
+  positive, negative = probabilities[labels == 1], probabilities[labels == 0]
+  if not len(positive) or not len(negative):
+    return float('nan')  # undefined with a single class
+  return float((positive[:, None] > negative[None, :]).mean() +
+               0.5 * (positive[:, None] == negative[None, :]).mean())
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
+  """Sum over bins of |mean label - mean probability|, weighted by the bin's share."""
+  edges = np.linspace(0.0, 1.0, bins + 1)
+  which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+  error = 0.0
+  for b in range(bins):
+    in_bin = which == b
+    if in_bin.any():
+      error += in_bin.mean() * abs(labels[in_bin].mean() - probabilities[in_bin].mean())
+  return float(error)
+
+
+def held_out_records(experiment: ExperimentConfig):
+  cfg = experiment.eval
+  if cfg.labels:
+    return [r for path in datasets.expand_paths('eval.labels', cfg.labels)
+            for r in labels_lib.read(path)]
+  paths = datasets.expand_paths('finetune.labels', experiment.finetune.labels)
+  return [r for path in paths for r in labels_lib.read(path)
+          if datasets.held_out(r.conversation, experiment.finetune.eval_fraction)]
+
+
+def run(experiment: ExperimentConfig, workdir: str) -> dict:
+  cfg, seq_len = experiment.eval, experiment.train.seq_len
+  if not cfg.from_run:
+    raise ValueError('config.eval.from_run: the fine-tuned run to evaluate is required')
+  records = held_out_records(experiment)
+  params = train.latest_parameters(experiment, cfg.from_run, 'eval.from_run')
+  tokenizer = input_pipeline.tokenizer_for(experiment, cfg.from_run)
+  model = Decoder(experiment.model)
+  results = {'mode': 'eval', 'responses': len(records)}
+  writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  for attribute in finetune_format.ATTRIBUTES:
+    rated = [r for r in records if attribute in r.labels]
+    if not rated:
+      continue
+    probabilities = np.concatenate([
+        scoring.score(params, model, tokenizer, [r.context for r in chunk],
+                      [r.response.text for r in chunk], (attribute,), seq_len)[:, 0]
+        for chunk in (rated[i:i + 64] for i in range(0, len(rated), 64))])
+    labels = np.array([r.labels[attribute] for r in rated])
+    metrics = {'count': len(rated), 'positive_rate': float(labels.mean()),
+               'accuracy': float(((probabilities >= 0.5) == labels).mean()),
+               'auc': auc(probabilities, labels),
+               'ece': expected_calibration_error(probabilities, labels, cfg.calibration_bins)}
+    for name, value in metrics.items():
+      results[f'{attribute}/{name}'] = value
+      writer.add_scalar(f'eval_discriminators/{attribute}/{name}', value, 0)
+  writer.close()
+  return results

@@ -1,0 +1,59 @@
+"""`--mode eval`: AUC and calibration by hand, and the mode against direct scoring."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lamda_jax import config as config_lib
+from lamda_jax import evaluation
+from lamda_jax import input_pipeline
+from lamda_jax import scoring
+from lamda_jax import train
+from lamda_jax.dialog import Turn
+from lamda_jax.model import Decoder
+
+
+def test_auc_hand_worked():
+  # positives 0.9, 0.3 vs negatives 0.8, 0.1: 3 of the 4 pairs are ordered right.
+  assert evaluation.auc(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0])) == 0.75
+  assert evaluation.auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5  # a tie counts half
+  assert math.isnan(evaluation.auc(np.array([0.2, 0.7]), np.array([1, 1])))
+
+
+def test_expected_calibration_error_hand_worked():
+  probabilities, labels = np.array([0.05, 0.15, 0.95, 0.85]), np.array([0, 1, 1, 1])
+  # Four bins of one response each: |0 - .05| + |1 - .15| + |1 - .95| + |1 - .85|, each x 1/4.
+  assert evaluation.expected_calibration_error(probabilities, labels, 10) == pytest.approx(0.275)
+  calibrated = np.array([0.5] * 4), np.array([0, 1, 0, 1])
+  assert evaluation.expected_calibration_error(*calibrated, 10) == pytest.approx(0.0)
+
+
+def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
+  experiment, run_dir = a_run
+  rng = np.random.default_rng(1)
+  words = 'value function object class return list string number module method'.split()
+  records = [{'context': [{'speaker': 'A', 'text': ' '.join(rng.choice(words, 4))}],
+              'response': {'speaker': 'B', 'text': ' '.join(rng.choice(words, 3))},
+              'labels': {'SENSIBLE': int(i % 2), 'UNSAFE': int(i % 3 == 0)}} for i in range(30)]
+  path = tmp_path / 'held_out.jsonl'
+  path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+  experiment = dataclasses.replace(experiment, eval=config_lib.EvalConfig(
+      from_run=run_dir, labels=(str(path),)))
+  results = evaluation.run(experiment, str(tmp_path / 'out'))
+
+  params = train.latest_parameters(experiment, run_dir, 'eval.from_run')
+  tokenizer = input_pipeline.tokenizer_for(experiment, run_dir)
+  direct = scoring.score(params, Decoder(experiment.model), tokenizer,
+                         [tuple(Turn(**t) for t in r['context']) for r in records],
+                         [r['response']['text'] for r in records], ('SENSIBLE', 'UNSAFE'), 64)
+  for column, attribute in enumerate(('SENSIBLE', 'UNSAFE')):
+    labels = np.array([r['labels'][attribute] for r in records])
+    assert results[f'{attribute}/count'] == 30
+    assert results[f'{attribute}/auc'] == pytest.approx(evaluation.auc(direct[:, column], labels))
+    assert results[f'{attribute}/accuracy'] == pytest.approx(
+        ((direct[:, column] >= 0.5) == labels).mean())
+  assert 'SPECIFIC/count' not in results  # no response rates it
+  assert any((tmp_path / 'out' / 'tensorboard').iterdir())
