@@ -117,8 +117,15 @@ class MultiHeadAttention(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, attention_bias):
-    """x: [batch, length, embed]; attention_bias: [batch, heads, q, k] (mask + position)."""
+  def __call__(self, x, attention_bias, cached=None):
+    """x: [batch, length, embed]; attention_bias: [batch, heads, q, k] (mask + position).
+
+    With `cached` = (keys, values) [batch, slots, heads, head_dim] of earlier
+    tokens, the queries also attend to those slots; `attention_bias` then spans
+    the slots followed by this chunk ([..., slots + length]). Returns the output
+    and this chunk's (key, value) for the caller to append to its cache; the
+    cache itself is read, never copied.
+    """
     cfg = self.config
     shape, axes = (cfg.d_model, cfg.num_heads, cfg.head_dim), ('embed', 'heads', 'kv')
     query_init = lambda *args: qkv_init(*args) / np.sqrt(cfg.head_dim)  # pylint: disable=unnecessary-lambda-assignment
@@ -129,13 +136,21 @@ class MultiHeadAttention(nn.Module):
         for name, init in (('query', query_init), ('key', qkv_init), ('value', qkv_init)))
 
     logits = jnp.einsum('bqhd,bkhd->bhqk', query, key)
+    if cached is not None:
+      cached_logits = jnp.einsum('bqhd,bkhd->bhqk', query, cached[0].astype(query.dtype))
+      logits = jnp.concatenate([cached_logits, logits], axis=-1)
     logits = logits.astype(jnp.float32) + attention_bias.astype(jnp.float32)
     weights = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)  # [batch, heads, q, k]
     weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=self.deterministic)
-    context = jnp.einsum('bhqk,bkhd->bqhd', weights, value)  # [batch, q, heads, head_dim]
+    if cached is None:
+      context = jnp.einsum('bhqk,bkhd->bqhd', weights, value)  # [batch, q, heads, head_dim]
+    else:
+      slots = cached[1].shape[1]
+      context = (jnp.einsum('bhqk,bkhd->bqhd', weights[..., :slots], cached[1].astype(value.dtype))
+                 + jnp.einsum('bhqk,bkhd->bqhd', weights[..., slots:], value))
     out = dense(self, 'out', context, 'bqhd,hde->bqe', (cfg.num_heads, cfg.head_dim, cfg.d_model),
                 ('heads', 'kv', 'embed'), attention_out_init)
-    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+    return nn.with_logical_constraint(out, ('batch', 'length', 'embed')), (key, value)
 
 
 class GatedMlp(nn.Module):

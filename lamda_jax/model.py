@@ -1,7 +1,14 @@
 """The LaMDA decoder (§3, Table 27): a pre-norm decoder-only Transformer with T5
-relative attention bias and gated-GELU feed-forward blocks."""
+relative attention bias and gated-GELU feed-forward blocks.
+
+Decoding passes a `KVCache`: the keys and values of the tokens seen so far,
+one slot per token. A call then runs only the new chunk of tokens (a prompt, one
+sampled token, a discriminator's attribute suffix) against the cached slots and
+returns the cache with the chunk appended.
+"""
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,17 +29,77 @@ class DecoderLayer(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, attention_bias):
+  def __call__(self, x, attention_bias, cached=None):
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # same mask along length (T5)
     h = layers.RMSNorm(cfg, name='pre_attention_norm')(x)
-    h = layers.MultiHeadAttention(cfg, self.deterministic, name='attention')(h, attention_bias)
+    h, new_kv = layers.MultiHeadAttention(cfg, self.deterministic, name='attention')(
+        h, attention_bias, cached)
     x = x + dropout(h, deterministic=self.deterministic)
     h = layers.RMSNorm(cfg, name='pre_mlp_norm')(x)
     h = layers.GatedMlp(cfg, self.deterministic, name='mlp')(h)
     x = x + dropout(h, deterministic=self.deterministic)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
-    return x, None  # (carry, per-layer output) so nn.scan can stack layers
+    # (carry, per-layer output) so nn.scan can stack layers; keys and values
+    # are only kept when decoding.
+    return x, (new_kv if cached is not None else None)
+
+
+CACHE_AXES = ('layers', 'batch', 'length', 'heads', 'kv')
+
+
+@flax.struct.dataclass
+class KVCache:
+  """Keys and values of every token seen so far, for incremental decoding.
+
+  All rows advance together: `length` slots are filled, the rest are empty
+  (segment id 0, never attended). Positions and segment ids are kept per slot
+  so the relative bias and the masks of new tokens are exactly a full pass's.
+  """
+  keys: jax.Array  # [layers, batch, slots, heads, head_dim]
+  values: jax.Array  # [layers, batch, slots, heads, head_dim]
+  positions: jax.Array  # [batch, slots]
+  segment_ids: jax.Array  # [batch, slots]; 0 = empty or padding
+  length: jax.Array  # [] slots filled
+
+  @classmethod
+  def empty(cls, cfg: ModelConfig, batch: int, slots: int) -> 'KVCache':
+    shape = (cfg.num_layers, batch, slots, cfg.num_heads, cfg.head_dim)
+    zeros = nn.with_logical_constraint(jnp.zeros(shape, cfg.dtype), CACHE_AXES)
+    return cls(zeros, zeros, jnp.zeros((batch, slots), jnp.int32),
+               jnp.zeros((batch, slots), jnp.int32), jnp.zeros((), jnp.int32))
+
+  def repeat(self, copies: int) -> 'KVCache':
+    """Each row `copies` times in a row: candidates share their prompt's cache."""
+    along_batch = lambda x, axis: jnp.repeat(x, copies, axis=axis)  # pylint: disable=unnecessary-lambda-assignment
+    return KVCache(
+        nn.with_logical_constraint(along_batch(self.keys, 1), CACHE_AXES),
+        nn.with_logical_constraint(along_batch(self.values, 1), CACHE_AXES),
+        along_batch(self.positions, 0), along_batch(self.segment_ids, 0), self.length)
+
+  def append(self, new_keys, new_values, positions, segment_ids) -> 'KVCache':
+    """The chunk's [layers, batch, length, heads, head_dim] written after the filled slots.
+
+    The caller sizes the cache; a chunk past the last slot would overwrite the end.
+    """
+    at = (0, 0, self.length, 0, 0)
+    update = jax.lax.dynamic_update_slice
+    return KVCache(update(self.keys, new_keys.astype(self.keys.dtype), at),
+                   update(self.values, new_values.astype(self.values.dtype), at),
+                   update(self.positions, positions.astype(jnp.int32), (0, self.length)),
+                   update(self.segment_ids, segment_ids.astype(jnp.int32), (0, self.length)),
+                   self.length + positions.shape[1])
+
+
+def cached_attention_mask(segment_ids, cache: KVCache):
+  """A chunk's mask over the cached slots then itself: [batch, 1, q, slots + q].
+
+  Every filled slot precedes the chunk, so only segments decide; inside the
+  chunk it is the usual causal, same-segment mask.
+  """
+  cached = ((segment_ids[:, :, None] == cache.segment_ids[:, None, :]) &
+            (cache.segment_ids != 0)[:, None, :])[:, None]
+  return jnp.concatenate([cached, attention_mask(segment_ids)], axis=-1)
 
 
 def attention_mask(segment_ids):
@@ -57,7 +124,9 @@ class Decoder(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, tokens, positions=None, segment_ids=None, deterministic=True):
+  def __call__(self, tokens, positions=None, segment_ids=None, deterministic=True,
+               cache: KVCache | None = None):
+    """logits, or (logits, cache with these tokens appended) when given a cache."""
     cfg = self.config
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1]), tokens.shape)
@@ -73,8 +142,13 @@ class Decoder(nn.Module):
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
     # One table shared by all layers (T5); masking folded into the same bias.
-    attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions, positions)
-    attention_bias = jnp.where(attention_mask(segment_ids), attention_bias, layers.MASKED)
+    if cache is None:
+      key_positions, mask = positions, attention_mask(segment_ids)
+    else:
+      key_positions = jnp.concatenate([cache.positions, positions], axis=1)
+      mask = cached_attention_mask(segment_ids, cache)
+    attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions, key_positions)
+    attention_bias = jnp.where(mask, attention_bias, layers.MASKED)
     attention_bias = nn.with_logical_constraint(attention_bias,
                                                 ('batch', 'heads', 'length', None))
 
@@ -82,14 +156,19 @@ class Decoder(nn.Module):
     if cfg.remat_policy != 'none':
       layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy],
                        prevent_cse=not cfg.scan_layers)
+    cached = () if cache is None else ((cache.keys, cache.values),)
     if cfg.scan_layers:
       stack = nn.scan(layer, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
-                      in_axes=nn.broadcast, length=cfg.num_layers,
+                      in_axes=(nn.broadcast,) + (0,) * len(cached), length=cfg.num_layers,
                       metadata_params={nn.PARTITION_NAME: 'layers'})
-      x, _ = stack(cfg, deterministic, name='layers')(x, attention_bias)
+      x, new_kv = stack(cfg, deterministic, name='layers')(x, attention_bias, *cached)
     else:
+      per_layer = []
       for index in range(cfg.num_layers):
-        x, _ = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias)
+        layer_cache = () if cache is None else ((cache.keys[index], cache.values[index]),)
+        x, kv = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias, *layer_cache)
+        per_layer.append(kv)
+      new_kv = None if cache is None else jax.tree.map(lambda *kv: jnp.stack(kv), *per_layer)
 
     x = layers.RMSNorm(cfg, name='final_norm')(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
@@ -98,4 +177,7 @@ class Decoder(nn.Module):
     else:
       logits = layers.dense(self, 'logits_dense', x, 'ble,ev->blv', (cfg.d_model, cfg.vocab_size),
                             ('embed', 'vocab'))
-    return nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+    logits = nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+    if cache is None:
+      return logits
+    return logits, cache.append(*new_kv, positions, segment_ids)
