@@ -54,6 +54,11 @@ def _check_int(field: str, value: Any, minimum: int = 1):
     _fail(field, f'must be >= {minimum}, got {value}')
 
 
+def _check_probability(field: str, value: Any):
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    _fail(field, f'must be a probability in [0, 1], got {value!r}')
+
+
 def _check_choice(field: str, value: Any, choices: tuple[str, ...]):
   if value not in choices:
     _fail(field, f'unknown value {value!r}; expected one of {", ".join(choices)}')
@@ -343,9 +348,7 @@ class FilterConfig:
 
   def __post_init__(self):
     for name in ('sensible_min', 'specific_min', 'interesting_min', 'unsafe_max'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        _fail(f'filter.{name}', f'must be a probability in [0, 1], got {value!r}')
+      _check_probability(f'filter.{name}', getattr(self, name))
     _check_int('filter.batch_size', self.batch_size)
 
 
@@ -361,6 +364,73 @@ class EvalConfig:
   def __post_init__(self):
     object.__setattr__(self, 'labels', tuple(self.labels))
     _check_int('eval.calibration_bins', self.calibration_bins)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+  """Sample-and-rank (§3, §6.1) for `--mode chat`, `generate`, `serve` and eval.
+
+  `from_run`: the workdir whose latest parameters and tokenizer answer.
+  Sampling: `num_candidates` per context, top-k (0 = whole vocabulary),
+  `temperature` (0 = greedy), top-p (1 = off), reproducible from `seed`.
+  `ranking`: 'lamda' drops candidates whose safety score P(UNSAFE = 0) is below
+  `safety_threshold` and ranks the rest by 3 P(SENSIBLE) + P(SPECIFIC) +
+  P(INTERESTING), answering `fallback_reply` when none is safe; 'pt' (Meena)
+  picks the highest log-likelihood per token. Turns are rendered with
+  `user_speaker` / `model_speaker` as the training dialogs name speakers
+  (chitchat: A, B). `contexts`: `--mode generate`'s input JSONL.
+  """
+  from_run: str = ''
+  num_candidates: int = 16
+  max_new_tokens: int = 64
+  top_k: int = 40
+  temperature: float = 1.0
+  top_p: float = 1.0
+  seed: int = 0
+  ranking: str = 'lamda'
+  safety_threshold: float = 0.5
+  fallback_reply: str = "Sorry, I'd rather talk about something else."
+  user_speaker: str = 'A'
+  model_speaker: str = 'B'
+  contexts: str = ''
+
+  def __post_init__(self):
+    _check_int('decode.num_candidates', self.num_candidates)
+    _check_int('decode.max_new_tokens', self.max_new_tokens)
+    _check_int('decode.top_k', self.top_k, minimum=0)
+    _check_int('decode.seed', self.seed, minimum=0)
+    if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or (
+        self.temperature < 0):
+      _fail('decode.temperature', f'must be a number >= 0, got {self.temperature!r}')
+    _check_probability('decode.top_p', self.top_p)
+    if self.top_p == 0:
+      _fail('decode.top_p', 'must be > 0 (1 turns nucleus sampling off)')
+    _check_choice('decode.ranking', self.ranking, ('lamda', 'pt'))
+    _check_probability('decode.safety_threshold', self.safety_threshold)
+    for name in ('fallback_reply', 'user_speaker', 'model_speaker'):
+      if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+        _fail(f'decode.{name}', 'must be a non-empty string')
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+  """`--mode serve`: POST /v1/respond on `host`:`port` (loopback unless changed).
+
+  Requests larger than `max_request_bytes`, with more than `max_turns` turns
+  or a turn longer than `max_turn_chars` are refused with a 4xx.
+  """
+  host: str = '127.0.0.1'
+  port: int = 8080
+  max_request_bytes: int = 65536
+  max_turns: int = 64
+  max_turn_chars: int = 2000
+
+  def __post_init__(self):
+    _check_int('serve.port', self.port, minimum=0)
+    if self.port > 65535:
+      _fail('serve.port', f'must be <= 65535, got {self.port}')
+    for name in ('max_request_bytes', 'max_turns', 'max_turn_chars'):
+      _check_int(f'serve.{name}', getattr(self, name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,6 +456,8 @@ class ExperimentConfig:
   finetune: FinetuneConfig = FinetuneConfig()
   filter: FilterConfig = FilterConfig()
   eval: EvalConfig = EvalConfig()
+  decode: DecodeConfig = DecodeConfig()
+  serve: ServeConfig = ServeConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 
@@ -433,6 +505,8 @@ def load(config: ml_collections.ConfigDict | dict) -> ExperimentConfig:
       'finetune': _section(FinetuneConfig, 'finetune.', config.get('finetune', {})),
       'filter': _section(FilterConfig, 'filter.', config.get('filter', {})),
       'eval': _section(EvalConfig, 'eval.', config.get('eval', {})),
+      'decode': _section(DecodeConfig, 'decode.', config.get('decode', {})),
+      'serve': _section(ServeConfig, 'serve.', config.get('serve', {})),
       'distributed': _section(DistributedConfig, 'distributed.', config.get('distributed', {})),
       'logical_axis_rules': tuple(tuple(rule) for rule in config.get(
           'logical_axis_rules', DEFAULT_AXIS_RULES)),

@@ -55,9 +55,8 @@ def generator_example(tokenizer, context_turns, response: str, seq_len: int,
   return Example(example.tokens, example.loss_weights, task_id)
 
 
-def discriminator_example(tokenizer, context_turns, response: str, attribute: str, rating: int,
-                          seq_len: int, task_id: int = 0) -> Example:
-  """`<context> RESPONSE <response> <ATTRIBUTE> <rating>`; loss on the rating only."""
+def rating_suffix(tokenizer, attribute: str, rating: int) -> list[int]:
+  """The tokens of `<ATTRIBUTE> <rating>`, checked to end in the rating's single piece."""
   if attribute not in ATTRIBUTES:
     raise ValueError(f'unknown attribute {attribute!r}; expected one of {", ".join(ATTRIBUTES)}')
   if rating not in (0, 1):
@@ -66,6 +65,13 @@ def discriminator_example(tokenizer, context_turns, response: str, attribute: st
   if tokenizer.id_to_piece(suffix[-1]) != str(rating):
     raise ValueError(f'the tokenizer does not end "{attribute} {rating}" with the single piece '
                      f'{rating!r}; train it with lamda_jax.tokenizer (special symbols)')
+  return suffix
+
+
+def discriminator_example(tokenizer, context_turns, response: str, attribute: str, rating: int,
+                          seq_len: int, task_id: int = 0) -> Example:
+  """`<context> RESPONSE <response> <ATTRIBUTE> <rating>`; loss on the rating only."""
+  suffix = rating_suffix(tokenizer, attribute, rating)
   weights = [0.0] * (len(suffix) - 1) + [1.0]
   example = _example(tokenizer, context_turns, response, suffix, weights, seq_len,
                      weigh_response=False)

@@ -2,9 +2,10 @@
 
 A score is P(rating = 1 | <context> RESPONSE <response> <ATTRIBUTE>): the
 softmax over just the two rating tokens '0' and '1' at the rating position.
-This version runs one forward pass per (response, attribute); reusing the
-shared `<context> RESPONSE <response>` prefix across attributes needs the KV
-cache of the decoding module.
+The shared `<context> RESPONSE <response>` prefix runs once into a KV cache;
+each attribute then costs only its few suffix tokens against that cache —
+the reason the paper gives for discriminator scoring being cheap. Sampled
+candidates are scored straight from the cache their decoding left behind.
 """
 
 import functools
@@ -14,35 +15,74 @@ import jax.numpy as jnp
 import numpy as np
 
 from lamda_jax import finetune_format
+from lamda_jax.model import KVCache
+
+
+def rating_suffixes(tokenizer, attributes) -> tuple[tuple[int, ...], ...]:
+  """Per attribute, the model inputs after the prefix whose last one predicts the rating:
+  the tokens of `<ATTRIBUTE> <rating>` without the rating."""
+  return tuple(tuple(finetune_format.rating_suffix(tokenizer, attribute, 1)[:-1])
+               for attribute in attributes)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'suffixes'))
+def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, model,
+                 suffixes: tuple[tuple[int, ...], ...]):
+  """P(rating = 1) [rows, attributes] for the prefixes held in `cache` (one per
+  row; the next token of row r sits at next_positions[r]).
+
+  Each row's cache is shared by its attributes; every suffix is one short
+  chunk against it, right-padded to the longest suffix.
+  """
+  rows, count = next_positions.shape[0], len(suffixes)
+  width = max(map(len, suffixes))
+  tokens = np.zeros((count, width), np.int32)
+  segments = np.zeros((count, width), np.int32)
+  for a, suffix in enumerate(suffixes):
+    tokens[a, :len(suffix)], segments[a, :len(suffix)] = suffix, 1
+  rating_at = np.asarray([len(suffix) - 1 for suffix in suffixes])
+  tile = lambda x: jnp.tile(jnp.asarray(x), (rows, 1))  # pylint: disable=unnecessary-lambda-assignment
+  positions = jnp.repeat(next_positions, count)[:, None] + jnp.arange(width)[None, :]
+  logits, _ = model.apply({'params': params}, tile(tokens), positions, tile(segments),
+                          cache=cache.repeat(count))  # rows are (row, attribute), row-major
+  at_rating = jnp.take_along_axis(logits, tile(rating_at).reshape(-1, 1, 1), axis=1)[:, 0]
+  two_way = jnp.stack([at_rating[:, zero_id], at_rating[:, one_id]], axis=-1)
+  return jax.nn.softmax(two_way, axis=-1)[:, 1].reshape(rows, count)
 
 
 @functools.partial(jax.jit, static_argnames='model')
-def _rating_probability(params, tokens, segment_ids, rating_index, zero_id, one_id, *, model):
-  """tokens [batch, length] (right-padded) -> P('1') at each row's rating position."""
-  logits = model.apply({'params': params}, tokens, None, segment_ids)  # [batch, length, vocab]
-  at_rating = jnp.take_along_axis(logits, rating_index[:, None, None], axis=1)[:, 0]
-  two_way = jnp.stack([at_rating[:, zero_id], at_rating[:, one_id]], axis=-1)
-  return jax.nn.softmax(two_way, axis=-1)[:, 1]
+def _prefill(params, inputs, lengths, *, model):
+  """Right-padded prefixes into a cache with room for the attribute suffixes."""
+  batch, length = inputs.shape
+  is_prefix = jnp.arange(length)[None, :] < lengths[:, None]
+  positions = jnp.where(is_prefix, jnp.arange(length)[None, :], 0)
+  cache = KVCache.empty(model.config, batch, length + _SUFFIX_SLOTS)
+  _, cache = model.apply({'params': params}, inputs, positions, is_prefix.astype(jnp.int32),
+                         cache=cache)
+  return cache
+
+
+_SUFFIX_SLOTS = 8  # room after a prefix for the longest attribute suffix
 
 
 def score(params, model, tokenizer, contexts, responses, attributes, seq_len: int) -> np.ndarray:
   """P(rating = 1) for every (context, response) x attribute: [len(responses), len(attributes)]."""
-  rows, rating_index = [], []
+  suffixes = rating_suffixes(tokenizer, attributes)
+  if max(map(len, suffixes)) > _SUFFIX_SLOTS:
+    raise ValueError(f'attribute suffixes of {max(map(len, suffixes))} tokens exceed the '
+                     f'{_SUFFIX_SLOTS} cache slots kept for them')
+  # Contexts are truncated as the training example of the longest suffix is.
+  longest = max(range(len(attributes)), key=lambda a: len(suffixes[a]))
+  rows = []
   for context, response in zip(contexts, responses):
-    for attribute in attributes:
-      example = finetune_format.discriminator_example(tokenizer, context, response, attribute, 1,
-                                                      seq_len)
-      tokens = list(example.tokens)
-      # Model inputs are the targets shifted right (0 first); the rating is
-      # predicted at the position whose input is the token just before it.
-      rows.append([0] + tokens[:-1])
-      rating_index.append(len(tokens) - 1)
-  tokens = np.zeros((len(rows), seq_len), np.int32)
-  segment_ids = np.zeros((len(rows), seq_len), np.int32)  # 0 marks the padding
+    example = finetune_format.discriminator_example(tokenizer, context, response,
+                                                    attributes[longest], 1, seq_len)
+    rows.append([0] + list(example.tokens[:len(example.tokens) - len(suffixes[longest]) - 1]))
+  lengths = np.asarray([len(row) for row in rows], np.int32)
+  inputs = np.zeros((len(rows), int(lengths.max())), np.int32)
   for i, row in enumerate(rows):
-    tokens[i, :len(row)] = row
-    segment_ids[i, :len(row)] = 1
-  probability = _rating_probability(params, jnp.asarray(tokens), jnp.asarray(segment_ids),
-                                    jnp.asarray(rating_index), tokenizer.piece_to_id('0'),
-                                    tokenizer.piece_to_id('1'), model=model)
-  return np.asarray(probability).reshape(len(responses), len(attributes))
+    inputs[i, :len(row)] = row
+  cache = _prefill(params, jnp.asarray(inputs), jnp.asarray(lengths), model=model)
+  probability = score_cached(params, cache, jnp.asarray(lengths), tokenizer.piece_to_id('0'),
+                             tokenizer.piece_to_id('1'), model=model, suffixes=suffixes)
+  return np.asarray(probability)

@@ -34,13 +34,18 @@ def _by_hand(tokenizer, model, params, context, response, attribute):
   return np.exp(one) / (np.exp(zero) + np.exp(one))
 
 
-def test_scores_equal_the_softmax_over_the_two_rating_tokens(setup):
+def test_prefix_reusing_scores_equal_naive_full_passes(setup):
+  """One cached prefix per response + attribute suffixes == a full pass per
+  (response, attribute), including a context truncated to fit SEQ_LEN."""
   tokenizer, model, params = setup
-  contexts = [(Turn('A', "What's up?"),), (Turn('A', 'hi'), Turn('B', 'hello there, friend'))]
-  responses = ['not much.', 'how are you doing today?']
+  long_context = tuple(Turn('AB'[i % 2], f'turn number {i} says something long enough')
+                       for i in range(12))
+  contexts = [(Turn('A', "What's up?"),), (Turn('A', 'hi'), Turn('B', 'hello there, friend')),
+              long_context]
+  responses = ['not much.', 'how are you doing today?', 'fine']
   got = scoring.score(params, model, tokenizer, contexts, responses,
                       finetune_format.ATTRIBUTES, SEQ_LEN)
-  assert got.shape == (2, 4)
+  assert got.shape == (3, 4)
   for i, (context, response) in enumerate(zip(contexts, responses)):
     for j, attribute in enumerate(finetune_format.ATTRIBUTES):
       want = _by_hand(tokenizer, model, params, context, response, attribute)
