@@ -25,6 +25,7 @@ setuptools.setup(
         'tensorboardX>=2.6.2',
         'tensorflow-datasets>=4.9.10',
         'tqdm>=4.66',
+        'werkzeug>=3.1',
     ],
     extras_require={'dev': ['pytest>=8.0']},
 )

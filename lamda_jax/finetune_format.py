@@ -25,7 +25,7 @@ class TooLong(ValueError):
   """The response (with its suffix) cannot fit in a row even without context."""
 
 
-def _context_ids(tokenizer, turns, room: int) -> list[int]:
+def context_ids(tokenizer, turns, room: int) -> list[int]:
   """`<context> RESPONSE` in at most `room` tokens: whole turns dropped from the
   left first, then tokens from the left of what remains."""
   for first in range(len(turns) + 1):
@@ -42,7 +42,7 @@ def _example(tokenizer, context_turns, response: str, suffix: list[int], suffix_
   room = seq_len - len(tail)
   if room < 1:
     raise TooLong(f'response of {len(tail)} tokens (with its suffix) exceeds seq_len {seq_len}')
-  context = _context_ids(tokenizer, list(context_turns), room)
+  context = context_ids(tokenizer, list(context_turns), room)
   weights = [0.0] * len(context) + [float(weigh_response)] * len(response_ids) + suffix_weights
   return Example(tuple(context + tail), tuple(weights))
 

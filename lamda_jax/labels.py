@@ -76,15 +76,19 @@ def _check_attributes(mapping, field: str):
                        f'{", ".join(ATTRIBUTES)}')
 
 
-def parse_exchange(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn]:
-  """(context, response) of a record; ValueError names the field."""
+def parse_context(record) -> tuple[dialog.Turn, ...]:
+  """The `context` turns of a record; ValueError names the field."""
   if not isinstance(record, dict):
     raise ValueError('not a JSON object')
   context = record.get('context')
   if not isinstance(context, list):
     raise ValueError('context: needs a list of turns')
-  turns = tuple(_turn(turn, f'context[{i}]') for i, turn in enumerate(context))
-  return turns, _turn(record.get('response'), 'response')
+  return tuple(_turn(turn, f'context[{i}]') for i, turn in enumerate(context))
+
+
+def parse_exchange(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn]:
+  """(context, response) of a record; ValueError names the field."""
+  return parse_context(record), _turn(record.get('response'), 'response')
 
 
 def parse_record(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn, dict[str, int]]:

@@ -13,6 +13,9 @@ Modes:
             keeps those above the thresholds (config.filter).
   eval      the discriminators' accuracy, AUC and calibration on labelled held-out
             responses (config.eval).
+  chat      a terminal chat with a run's model by sample-and-rank (config.decode).
+  generate  sample-and-rank for every context of a JSONL file (decode.contexts).
+  serve     POST /v1/respond on 127.0.0.1 (config.serve).
 """
 
 import json
@@ -25,21 +28,25 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from lamda_jax import chat
 from lamda_jax import config as config_lib
 from lamda_jax import distributed
 from lamda_jax import evaluation
 from lamda_jax import filtering
 from lamda_jax import finetune_data
 from lamda_jax import forward_check
+from lamda_jax import generate
 from lamda_jax import input_pipeline
 from lamda_jax import model_stats
+from lamda_jax import responder
+from lamda_jax import server
 from lamda_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'describe',
                           ['describe', 'forward', 'tokenizer', 'train', 'finetune', 'filter',
-                           'eval'],
+                           'eval', 'chat', 'generate', 'serve'],
                           'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
@@ -80,9 +87,24 @@ def eval_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   print(json.dumps(evaluation.run(experiment, workdir)))
 
 
+def chat_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  del workdir  # the conversation is not saved
+  chat.run(responder.Responder(experiment))
+
+
+def generate_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(generate.run(responder.Responder(experiment), experiment.decode.contexts,
+                                workdir)))
+
+
+def serve_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  del workdir  # nothing is written
+  server.serve(responder.Responder(experiment).respond, experiment.serve)
+
+
 MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
          'train': train_mode, 'finetune': finetune_mode, 'filter': filter_mode,
-         'eval': eval_mode}
+         'eval': eval_mode, 'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode}
 
 
 def _quiet_libraries(record: python_logging.LogRecord) -> bool:
