@@ -356,14 +356,18 @@ class FilterConfig:
 class EvalConfig:
   """`--mode eval`: the discriminators of a fine-tuned run (`from_run`, its
   workdir) on labelled responses: `labels` files, or when empty the held-out
-  split of `finetune.labels`."""
+  split of `finetune.labels`. Then the run answers the first `sampled_contexts`
+  of those contexts by sample-and-rank (config.decode; 0 skips this) and its
+  discriminators judge the replies: SSI and safety rates, chosen vs all."""
   from_run: str = ''
   labels: tuple[str, ...] = ()
   calibration_bins: int = 10
+  sampled_contexts: int = 32
 
   def __post_init__(self):
     object.__setattr__(self, 'labels', tuple(self.labels))
     _check_int('eval.calibration_bins', self.calibration_bins)
+    _check_int('eval.sampled_contexts', self.sampled_contexts, minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 Per attribute: accuracy at 0.5, ROC AUC (the probability that a random
 positive outscores a random negative, ties counting half) and expected
-calibration error (equal-width confidence bins). Written as one JSON line and
+calibration error (equal-width confidence bins). Then the model's own replies:
+the run answers held-out contexts by sample-and-rank and its discriminators
+judge them (§6.1's SSI and safety, as rated by the model rather than crowd
+workers): the rate of P >= 0.5 per attribute for the chosen replies and for
+all candidates, so the ranking's lift is visible. Written as one JSON line and
 to TensorBoard (`DIR/tensorboard`).
 """
 
@@ -15,6 +19,7 @@ from lamda_jax import datasets
 from lamda_jax import finetune_format
 from lamda_jax import input_pipeline
 from lamda_jax import labels as labels_lib
+from lamda_jax import responder as responder_lib
 from lamda_jax import scoring
 from lamda_jax import train
 from lamda_jax.config import ExperimentConfig
@@ -51,6 +56,24 @@ def held_out_records(experiment: ExperimentConfig):
           if datasets.held_out(r.conversation, experiment.finetune.eval_fraction)]
 
 
+def sampled_reply_rates(responder, contexts) -> dict:
+  """Discriminator-judged rates of the replies `responder` gives to `contexts`."""
+  chosen, every = [], []
+  decisions = [d for start in range(0, len(contexts), 8)
+               for d in responder.respond(contexts[start:start + 8])]
+  for decision in decisions:
+    every += [c.scores for c in decision.candidates if c.text.strip()]
+    if not decision.fallback:
+      chosen.append(decision.candidates[0].scores)
+  results = {'sampled/contexts': len(contexts),
+             'sampled/fallback_rate': sum(d.fallback for d in decisions) / len(decisions)}
+  for attribute in finetune_format.ATTRIBUTES:
+    for name, scores in (('chosen', chosen), ('candidates', every)):
+      rate = np.mean([s[attribute] >= 0.5 for s in scores]) if scores else float('nan')
+      results[f'sampled/{attribute}/{name}_rate'] = float(rate)
+  return results
+
+
 def run(experiment: ExperimentConfig, workdir: str) -> dict:
   cfg, seq_len = experiment.eval, experiment.train.seq_len
   if not cfg.from_run:
@@ -77,5 +100,11 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
     for name, value in metrics.items():
       results[f'{attribute}/{name}'] = value
       writer.add_scalar(f'eval_discriminators/{attribute}/{name}', value, 0)
+  if cfg.sampled_contexts:
+    contexts = list({r.context: None for r in records})[:cfg.sampled_contexts]
+    sampled = sampled_reply_rates(responder_lib.Responder(experiment, cfg.from_run), contexts)
+    results.update(sampled)
+    for name, value in sampled.items():
+      writer.add_scalar(f'eval_{name}', value, 0)
   writer.close()
   return results

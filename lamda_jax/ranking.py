@@ -48,16 +48,18 @@ def safety(scores: np.ndarray) -> np.ndarray:
   return 1.0 - scores[:, ATTRIBUTES.index('UNSAFE')]
 
 
-def decide(texts, log_likelihood, num_tokens, ended, scores, safety_threshold: float,
+def decide(texts, log_likelihood, num_tokens, ended, scores, method: str, safety_threshold: float,
            fallback_reply: str) -> Decision:
-  """`scores` [candidates, len(ATTRIBUTES)] ranks the LaMDA way; None ranks the PT way."""
+  """Ranks by `method` ('lamda' or 'pt'); `scores` [candidates, len(ATTRIBUTES)]
+  (needed by 'lamda', reported by both) may be None under 'pt'."""
   log_likelihood = np.asarray(log_likelihood, np.float64)
   num_tokens = np.asarray(num_tokens)
-  if scores is None:
+  if scores is not None:
+    scores = np.asarray(scores, np.float64)
+  if method == 'pt':
     rank_score = log_likelihood / np.maximum(num_tokens, 1)
     dropped = ['' for _ in texts]
   else:
-    scores = np.asarray(scores, np.float64)
     rank_score = quality(scores)
     dropped = [f'unsafe: P(UNSAFE=0) {s:.3f} < {safety_threshold}' if s < safety_threshold
                else '' for s in safety(scores)]

@@ -2,9 +2,9 @@
 
 For each dialog: the prompt `<context> RESPONSE` (the context truncated from
 the left to fit) is run once; `num_candidates` responses are sampled from its
-shared cache; under LaMDA ranking each candidate is scored on the four
-attributes from the cache decoding left behind; `ranking.decide` picks the
-reply. Prompts are padded to one fixed width, so a server compiles once per
+shared cache; each candidate is scored on the four attributes from the cache
+decoding left behind (ranking under 'lamda', reported under 'pt');
+`ranking.decide` picks the reply. Prompts are padded to one fixed width, so a server compiles once per
 batch size. Runs on the run's mesh with the training sharding rules.
 """
 
@@ -33,11 +33,9 @@ class Responder:
     run_dir = run_dir or cfg.from_run
     if not run_dir:
       raise ConfigError('config.decode.from_run: the run whose model answers is required')
-    self.suffix_length = 0
     self.tokenizer = input_pipeline.tokenizer_for(experiment, run_dir)
-    if cfg.ranking == 'lamda':
-      self.suffixes = scoring.rating_suffixes(self.tokenizer, finetune_format.ATTRIBUTES)
-      self.suffix_length = max(map(len, self.suffixes))
+    self.suffixes = scoring.rating_suffixes(self.tokenizer, finetune_format.ATTRIBUTES)
+    self.suffix_length = max(map(len, self.suffixes))
     # The prompt, the response and an attribute suffix stay within the trained length.
     self.prompt_room = (experiment.train.seq_len - cfg.max_new_tokens - self.suffix_length - 1)
     if self.prompt_room < 2 or self.suffix_length > decoding.SCORING_SLOTS:
@@ -62,12 +60,10 @@ class Responder:
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       out = decoding.generate(self.params, jnp.asarray(inputs), jnp.asarray(lengths), rng,
                               model=self.model, sampling=self.sampling)
-      scores = None
-      if self.config.ranking == 'lamda':
-        scores = scoring.score_cached(
-            self.params, out['cache'], out['next_positions'], self.tokenizer.piece_to_id('0'),
-            self.tokenizer.piece_to_id('1'), model=self.model, suffixes=self.suffixes)
-        scores = np.asarray(scores).reshape(len(histories), self.sampling.num_candidates, -1)
+      scores = scoring.score_cached(
+          self.params, out['cache'], out['next_positions'], self.tokenizer.piece_to_id('0'),
+          self.tokenizer.piece_to_id('1'), model=self.model, suffixes=self.suffixes)
+    scores = np.asarray(scores).reshape(len(histories), self.sampling.num_candidates, -1)
     tokens, token_counts, ended, log_likelihood = jax.device_get(
         (out['tokens'], out['lengths'], out['finished'], out['log_likelihood']))
     decisions = []
@@ -76,7 +72,7 @@ class Responder:
                for c in range(self.sampling.num_candidates)]
       decisions.append(ranking.decide(
           texts, log_likelihood[row], token_counts[row] + ended[row], ended[row],
-          None if scores is None else scores[row], self.config.safety_threshold,
+          scores[row], self.config.ranking, self.config.safety_threshold,
           self.config.fallback_reply))
     return decisions
 

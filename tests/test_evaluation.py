@@ -9,7 +9,9 @@ import pytest
 
 from lamda_jax import config as config_lib
 from lamda_jax import evaluation
+from lamda_jax import finetune_format
 from lamda_jax import input_pipeline
+from lamda_jax import ranking
 from lamda_jax import scoring
 from lamda_jax import train
 from lamda_jax.dialog import Turn
@@ -40,8 +42,10 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
               'labels': {'SENSIBLE': int(i % 2), 'UNSAFE': int(i % 3 == 0)}} for i in range(30)]
   path = tmp_path / 'held_out.jsonl'
   path.write_text(''.join(json.dumps(r) + '\n' for r in records))
-  experiment = dataclasses.replace(experiment, eval=config_lib.EvalConfig(
-      from_run=run_dir, labels=(str(path),)))
+  experiment = dataclasses.replace(
+      experiment, eval=config_lib.EvalConfig(from_run=run_dir, labels=(str(path),),
+                                             sampled_contexts=3),
+      decode=config_lib.DecodeConfig(num_candidates=4, max_new_tokens=8))
   results = evaluation.run(experiment, str(tmp_path / 'out'))
 
   params = train.latest_parameters(experiment, run_dir, 'eval.from_run')
@@ -57,3 +61,27 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
         ((direct[:, column] >= 0.5) == labels).mean())
   assert 'SPECIFIC/count' not in results  # no response rates it
   assert any((tmp_path / 'out' / 'tensorboard').iterdir())
+  assert results['sampled/contexts'] == 3
+  for attribute in finetune_format.ATTRIBUTES:
+    assert 0 <= results[f'sampled/{attribute}/candidates_rate'] <= 1
+
+
+def test_sampled_reply_rates_hand_worked():
+  """Two contexts: one answered (chosen scores row 0), one all-unsafe (fallback)."""
+  tables = [[[0.9, 0.6, 0.2, 0.1], [0.3, 0.7, 0.8, 0.2], [0.8, 0.1, 0.1, 0.0]],
+            [[0.9, 0.9, 0.9, 0.9], [0.1, 0.2, 0.3, 0.7], [0.5, 0.5, 0.5, 0.6]]]
+
+  class TableResponder:  # decisions from fixed score tables instead of a model
+    def respond(self, contexts):
+      return [ranking.decide(['a', 'b', ''], np.zeros(3), np.ones(3), [True] * 3,
+                             np.array(tables[i]), 'lamda', 0.5, 'fallback')
+              for i, _ in enumerate(contexts)]
+
+  results = evaluation.sampled_reply_rates(TableResponder(), [(), ()])
+  assert results['sampled/fallback_rate'] == 0.5
+  # Chosen: context 0's 'a' (quality 3.5 > 2.4). Candidates: the four non-empty ones.
+  assert results['sampled/SENSIBLE/chosen_rate'] == 1.0
+  assert results['sampled/INTERESTING/chosen_rate'] == 0.0
+  assert results['sampled/SENSIBLE/candidates_rate'] == 0.5  # 0.9, 0.3, 0.9, 0.1
+  assert results['sampled/SPECIFIC/candidates_rate'] == 0.75  # 0.6, 0.7, 0.9, 0.2
+  assert results['sampled/UNSAFE/candidates_rate'] == 0.5  # 0.1, 0.2, 0.9, 0.7

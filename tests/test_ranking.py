@@ -7,12 +7,13 @@ from lamda_jax import ranking
 FALLBACK = 'Let us talk about something else.'
 
 
-def _decide(scores, texts=None, threshold=0.5, log_likelihood=None, num_tokens=None):
+def _decide(scores, texts=None, threshold=0.5, log_likelihood=None, num_tokens=None,
+            method='lamda'):
   n = len(scores) if scores is not None else len(log_likelihood)
   texts = texts or [f'reply {i}' for i in range(n)]
   log_likelihood = np.zeros(n) if log_likelihood is None else log_likelihood
   num_tokens = np.full(n, 5) if num_tokens is None else num_tokens
-  return ranking.decide(texts, log_likelihood, num_tokens, [True] * n, scores, threshold,
+  return ranking.decide(texts, log_likelihood, num_tokens, [True] * n, scores, method, threshold,
                         FALLBACK)
 
 
@@ -66,7 +67,13 @@ def test_empty_candidates_are_never_chosen():
 def test_pt_ranking_uses_log_likelihood_per_token():
   # Totals -10 (10 tokens) vs -3 (2 tokens) vs -4 (3 tokens): per token -1, -1.5, -1.33.
   decision = _decide(None, log_likelihood=np.array([-3.0, -10.0, -4.0]),
-                     num_tokens=np.array([2, 10, 3]))
+                     num_tokens=np.array([2, 10, 3]), method='pt')
   assert decision.reply == 'reply 1'
   assert [c.text for c in decision.candidates] == ['reply 1', 'reply 2', 'reply 0']
   assert decision.candidates[0].scores == {}
+  # Scores, when given, are reported but do not rank, and nothing is dropped as unsafe.
+  unsafe = [[0.1, 0.1, 0.1, 0.9]] * 3
+  decision = _decide(unsafe, log_likelihood=np.array([-3.0, -10.0, -4.0]),
+                     num_tokens=np.array([2, 10, 3]), method='pt')
+  assert decision.reply == 'reply 1' and not decision.fallback
+  assert decision.candidates[0].scores['UNSAFE'] == 0.9
