@@ -1,8 +1,10 @@
-"""The peer: HuggingFace LlamaForCausalLM training on the PyTorch CPU build.
+"""The peer: HuggingFace LlamaForCausalLM on the PyTorch CPU build.
 
-Run by benchmarks/train_throughput.py in its own environment (.venv-bench, with
-torch==2.13.0 and transformers), at the same dimensions and optimizer as ours.
-Prints one JSON line per measurement.
+Run by benchmarks/train_throughput.py (--task train: same dimensions and
+optimizer as ours) and benchmarks/decode_throughput.py (--task generate:
+`generate` with the KV cache and top-k sampling) in its own environment
+(.venv-bench, with torch==2.13.0 and transformers). Prints one JSON line per
+measurement.
 """
 
 import argparse
@@ -22,13 +24,17 @@ def gemm_peak(dtype, size=2048, repeats=5):
   return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def train_throughput(args, bf16: bool) -> float:
+def make_model(args):
   torch.manual_seed(0)
   config = transformers.LlamaConfig(
       vocab_size=args.vocab, hidden_size=args.d_model, intermediate_size=args.d_ff,
       num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
       head_dim=args.head_dim, max_position_embeddings=args.seq_len, tie_word_embeddings=False)
-  model = transformers.LlamaForCausalLM(config)
+  return transformers.LlamaForCausalLM(config)
+
+
+def train_throughput(args, bf16: bool) -> float:
+  model = make_model(args)
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0)
   tokens = torch.randint(0, args.vocab, (args.batch, args.seq_len))
 
@@ -47,13 +53,45 @@ def train_throughput(args, bf16: bool) -> float:
   return args.steps * args.batch * args.seq_len / (time.perf_counter() - start)
 
 
+def generate_throughput(args, bf16: bool) -> float:
+  """New tokens/s: `batch` candidates of `new_tokens` each after one `prompt`-token prompt."""
+  model = make_model(args).eval()
+  if bf16:
+    model = model.to(torch.bfloat16)
+  prompt = torch.randint(3, args.vocab, (1, args.prompt))
+
+  def generate():
+    with torch.inference_mode():
+      return model.generate(prompt, do_sample=True, top_k=40, num_return_sequences=args.batch,
+                            max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                            use_cache=True, pad_token_id=0)
+
+  generate()  # warm-up
+  start = time.perf_counter()
+  for _ in range(args.steps):
+    out = generate()
+  assert out.shape == (args.batch, args.prompt + args.new_tokens)
+  return args.steps * args.batch * args.new_tokens / (time.perf_counter() - start)
+
+
 def main():
   parser = argparse.ArgumentParser()
   for name in ('vocab', 'd_model', 'd_ff', 'layers', 'heads', 'head_dim', 'seq_len', 'batch',
                'steps'):
     parser.add_argument(f'--{name}', type=int, required=True)
+  parser.add_argument('--prompt', type=int, default=128)
+  parser.add_argument('--new_tokens', type=int, default=64)
   parser.add_argument('--name', required=True)
+  parser.add_argument('--task', choices=('train', 'generate'), default='train')
   args = parser.parse_args()
+  if args.task == 'generate':
+    for precision in ('float32', 'bfloat16'):
+      print(json.dumps({
+          'system': f'hf_llama_torch_{torch.__version__}', 'config': args.name,
+          'task': 'generate', 'precision': precision,
+          'new_tokens_per_second': generate_throughput(args, precision == 'bfloat16'),
+          'torch_threads': torch.get_num_threads()}), flush=True)
+    return
   peaks = {'float32': gemm_peak(torch.float32), 'bfloat16': gemm_peak(torch.bfloat16)}
   for precision in ('float32', 'bfloat16'):
     print(json.dumps({

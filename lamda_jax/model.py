@@ -4,8 +4,10 @@ relative attention bias and gated-GELU feed-forward blocks.
 Decoding passes a `KVCache`: the keys and values of the tokens seen so far,
 one slot per token. A call then runs only the new chunk of tokens (a prompt, one
 sampled token, a discriminator's attribute suffix) against the cached slots and
-returns the cache with the chunk appended.
+returns the cache with the chunk written into the next slots.
 """
+
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -29,23 +31,26 @@ class DecoderLayer(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, attention_bias, cached=None):
+  def __call__(self, x, attention_bias, cached=None, cache_index=None):
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # same mask along length (T5)
     h = layers.RMSNorm(cfg, name='pre_attention_norm')(x)
-    h, new_kv = layers.MultiHeadAttention(cfg, self.deterministic, name='attention')(
-        h, attention_bias, cached)
+    h, updated = layers.MultiHeadAttention(cfg, self.deterministic, name='attention')(
+        h, attention_bias, cached, cache_index)
     x = x + dropout(h, deterministic=self.deterministic)
     h = layers.RMSNorm(cfg, name='pre_mlp_norm')(x)
     h = layers.GatedMlp(cfg, self.deterministic, name='mlp')(h)
     x = x + dropout(h, deterministic=self.deterministic)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
-    # (carry, per-layer output) so nn.scan can stack layers; keys and values
-    # are only kept when decoding.
-    return x, (new_kv if cached is not None else None)
+    return x, updated  # (carry, per-layer output) so nn.scan can stack layers
 
 
-CACHE_AXES = ('layers', 'batch', 'length', 'heads', 'kv')
+CACHE_AXES = ('layers', 'batch', 'heads', 'length', 'kv')
+
+
+def _constrain(x):
+  """A layer's [batch, heads, slots, head_dim] cache, or the scanned [layers, ...] stack."""
+  return nn.with_logical_constraint(x, CACHE_AXES[-x.ndim:])
 
 
 @flax.struct.dataclass
@@ -55,51 +60,46 @@ class KVCache:
   All rows advance together: `length` slots are filled, the rest are empty
   (segment id 0, never attended). Positions and segment ids are kept per slot
   so the relative bias and the masks of new tokens are exactly a full pass's.
+  Unrolled layers keep one array per layer, so each layer writes its new slot
+  in place; scanned layers keep one stacked array, as nn.scan slices it.
   """
-  keys: jax.Array  # [layers, batch, slots, heads, head_dim]
-  values: jax.Array  # [layers, batch, slots, heads, head_dim]
+  keys: Any  # per layer [batch, heads, slots, head_dim]: a tuple, or stacked [layers, ...]
+  values: Any  # same as keys
   positions: jax.Array  # [batch, slots]
   segment_ids: jax.Array  # [batch, slots]; 0 = empty or padding
   length: jax.Array  # [] slots filled
 
   @classmethod
   def empty(cls, cfg: ModelConfig, batch: int, slots: int) -> 'KVCache':
-    shape = (cfg.num_layers, batch, slots, cfg.num_heads, cfg.head_dim)
-    zeros = nn.with_logical_constraint(jnp.zeros(shape, cfg.dtype), CACHE_AXES)
-    return cls(zeros, zeros, jnp.zeros((batch, slots), jnp.int32),
+    shape = (batch, cfg.num_heads, slots, cfg.head_dim)
+
+    def zeros():
+      if cfg.scan_layers:
+        return _constrain(jnp.zeros((cfg.num_layers, *shape), cfg.dtype))
+      return tuple(_constrain(jnp.zeros(shape, cfg.dtype)) for _ in range(cfg.num_layers))
+
+    return cls(zeros(), zeros(), jnp.zeros((batch, slots), jnp.int32),
                jnp.zeros((batch, slots), jnp.int32), jnp.zeros((), jnp.int32))
 
   def repeat(self, copies: int) -> 'KVCache':
     """Each row `copies` times in a row: candidates share their prompt's cache."""
-    along_batch = lambda x, axis: jnp.repeat(x, copies, axis=axis)  # pylint: disable=unnecessary-lambda-assignment
-    return KVCache(
-        nn.with_logical_constraint(along_batch(self.keys, 1), CACHE_AXES),
-        nn.with_logical_constraint(along_batch(self.values, 1), CACHE_AXES),
-        along_batch(self.positions, 0), along_batch(self.segment_ids, 0), self.length)
-
-  def append(self, new_keys, new_values, positions, segment_ids) -> 'KVCache':
-    """The chunk's [layers, batch, length, heads, head_dim] written after the filled slots.
-
-    The caller sizes the cache; a chunk past the last slot would overwrite the end.
-    """
-    at = (0, 0, self.length, 0, 0)
-    update = jax.lax.dynamic_update_slice
-    return KVCache(update(self.keys, new_keys.astype(self.keys.dtype), at),
-                   update(self.values, new_values.astype(self.values.dtype), at),
-                   update(self.positions, positions.astype(jnp.int32), (0, self.length)),
-                   update(self.segment_ids, segment_ids.astype(jnp.int32), (0, self.length)),
-                   self.length + positions.shape[1])
+    along_batch = lambda tree: jax.tree.map(  # pylint: disable=unnecessary-lambda-assignment
+        lambda x: _constrain(jnp.repeat(x, copies, axis=-4)), tree)
+    return KVCache(along_batch(self.keys), along_batch(self.values),
+                   jnp.repeat(self.positions, copies, axis=0),
+                   jnp.repeat(self.segment_ids, copies, axis=0), self.length)
 
 
-def cached_attention_mask(segment_ids, cache: KVCache):
-  """A chunk's mask over the cached slots then itself: [batch, 1, q, slots + q].
+def cached_attention_mask(segment_ids, slot_segment_ids, first_slot):
+  """The mask of a chunk written from `first_slot` on: [batch, 1, q, slots].
 
-  Every filled slot precedes the chunk, so only segments decide; inside the
-  chunk it is the usual causal, same-segment mask.
+  Causal in slot order, same segment, and never an empty slot (segment id 0).
   """
-  cached = ((segment_ids[:, :, None] == cache.segment_ids[:, None, :]) &
-            (cache.segment_ids != 0)[:, None, :])[:, None]
-  return jnp.concatenate([cached, attention_mask(segment_ids)], axis=-1)
+  length, slots = segment_ids.shape[1], slot_segment_ids.shape[1]
+  causal = jnp.arange(slots)[None, :] <= (first_slot + jnp.arange(length))[:, None]  # [q, slots]
+  same_segment = segment_ids[:, :, None] == slot_segment_ids[:, None, :]
+  filled = (slot_segment_ids != 0)[:, None, :]
+  return (causal[None] & same_segment & filled)[:, None]
 
 
 def attention_mask(segment_ids):
@@ -144,9 +144,12 @@ class Decoder(nn.Module):
     # One table shared by all layers (T5); masking folded into the same bias.
     if cache is None:
       key_positions, mask = positions, attention_mask(segment_ids)
-    else:
-      key_positions = jnp.concatenate([cache.positions, positions], axis=1)
-      mask = cached_attention_mask(segment_ids, cache)
+    else:  # the chunk takes the next slots; the caller sizes the cache to fit
+      at = (0, cache.length)
+      key_positions = jax.lax.dynamic_update_slice(cache.positions, positions.astype(jnp.int32), at)
+      slot_segment_ids = jax.lax.dynamic_update_slice(cache.segment_ids,
+                                                      segment_ids.astype(jnp.int32), at)
+      mask = cached_attention_mask(segment_ids, slot_segment_ids, cache.length)
     attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions, key_positions)
     attention_bias = jnp.where(mask, attention_bias, layers.MASKED)
     attention_bias = nn.with_logical_constraint(attention_bias,
@@ -156,19 +159,19 @@ class Decoder(nn.Module):
     if cfg.remat_policy != 'none':
       layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy],
                        prevent_cse=not cfg.scan_layers)
-    cached = () if cache is None else ((cache.keys, cache.values),)
     if cfg.scan_layers:
+      cached = () if cache is None else ((cache.keys, cache.values), cache.length)
       stack = nn.scan(layer, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
-                      in_axes=(nn.broadcast,) + (0,) * len(cached), length=cfg.num_layers,
-                      metadata_params={nn.PARTITION_NAME: 'layers'})
-      x, new_kv = stack(cfg, deterministic, name='layers')(x, attention_bias, *cached)
+                      in_axes=(nn.broadcast,) + (0, nn.broadcast)[:len(cached)],
+                      length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: 'layers'})
+      x, updated = stack(cfg, deterministic, name='layers')(x, attention_bias, *cached)
     else:
       per_layer = []
       for index in range(cfg.num_layers):
-        layer_cache = () if cache is None else ((cache.keys[index], cache.values[index]),)
-        x, kv = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias, *layer_cache)
-        per_layer.append(kv)
-      new_kv = None if cache is None else jax.tree.map(lambda *kv: jnp.stack(kv), *per_layer)
+        cached = () if cache is None else ((cache.keys[index], cache.values[index]), cache.length)
+        x, layer_kv = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias, *cached)
+        per_layer.append(layer_kv)
+      updated = None if cache is None else tuple(zip(*per_layer))  # (keys, values) per layer
 
     x = layers.RMSNorm(cfg, name='final_norm')(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
@@ -180,4 +183,5 @@ class Decoder(nn.Module):
     logits = nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
     if cache is None:
       return logits
-    return logits, cache.append(*new_kv, positions, segment_ids)
+    return logits, KVCache(*updated, key_positions, slot_segment_ids,
+                           cache.length + tokens.shape[1])

@@ -60,7 +60,7 @@ class Responder:
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       out = decoding.generate(self.params, jnp.asarray(inputs), jnp.asarray(lengths), rng,
                               model=self.model, sampling=self.sampling)
-      scores = scoring.score_cached(
+      scores, _ = scoring.score_cached(
           self.params, out['cache'], out['next_positions'], self.tokenizer.piece_to_id('0'),
           self.tokenizer.piece_to_id('1'), model=self.model, suffixes=self.suffixes)
     scores = np.asarray(scores).reshape(len(histories), self.sampling.num_candidates, -1)

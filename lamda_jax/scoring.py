@@ -25,29 +25,51 @@ def rating_suffixes(tokenizer, attributes) -> tuple[tuple[int, ...], ...]:
                for attribute in attributes)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'suffixes'))
+@functools.partial(jax.jit, static_argnames=('model', 'suffixes'), donate_argnames='cache')
 def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, model,
                  suffixes: tuple[tuple[int, ...], ...]):
-  """P(rating = 1) [rows, attributes] for the prefixes held in `cache` (one per
-  row; the next token of row r sits at next_positions[r]).
+  """(P(rating = 1) [rows, attributes], the cache) for the prefixes held in
+  `cache` (one per row; the next token of row r sits at next_positions[r]).
 
-  Each row's cache is shared by its attributes; every suffix is one short
-  chunk against it, right-padded to the longest suffix.
+  Leading tokens all suffixes share run once; then the attributes take turns
+  in the same slots, each rest of a suffix (right-padded to the longest)
+  overwriting the last. The cache is donated and handed back with its
+  prefixes intact (slots past `length` are never visible), so it is neither
+  copied nor grown: the added cost is a few tokens per attribute.
   """
-  rows, count = next_positions.shape[0], len(suffixes)
+  rows = next_positions.shape[0]
+  apply = lambda tokens, positions, segments, cache: model.apply(  # pylint: disable=unnecessary-lambda-assignment
+      {'params': params}, jnp.broadcast_to(tokens, (rows, tokens.shape[-1])), positions,
+      jnp.broadcast_to(segments, (rows, tokens.shape[-1])), cache=cache)
+  # Leading tokens every suffix shares (e.g. the space before the attribute
+  # word) run once for all attributes.
+  shared = 0
+  while shared < min(map(len, suffixes)) - 1 and len({s[shared] for s in suffixes}) == 1:
+    shared += 1
+  if shared:
+    common = jnp.asarray(suffixes[0][:shared], jnp.int32)
+    _, cache = apply(common, next_positions[:, None] + jnp.arange(shared)[None, :],
+                     jnp.ones((shared,), jnp.int32), cache)
+    next_positions = next_positions + shared
+    suffixes = tuple(suffix[shared:] for suffix in suffixes)
+
   width = max(map(len, suffixes))
-  tokens = np.zeros((count, width), np.int32)
-  segments = np.zeros((count, width), np.int32)
+  tokens = np.zeros((len(suffixes), width), np.int32)
+  segments = np.zeros((len(suffixes), width), np.int32)
   for a, suffix in enumerate(suffixes):
     tokens[a, :len(suffix)], segments[a, :len(suffix)] = suffix, 1
-  rating_at = np.asarray([len(suffix) - 1 for suffix in suffixes])
-  tile = lambda x: jnp.tile(jnp.asarray(x), (rows, 1))  # pylint: disable=unnecessary-lambda-assignment
-  positions = jnp.repeat(next_positions, count)[:, None] + jnp.arange(width)[None, :]
-  logits, _ = model.apply({'params': params}, tile(tokens), positions, tile(segments),
-                          cache=cache.repeat(count))  # rows are (row, attribute), row-major
-  at_rating = jnp.take_along_axis(logits, tile(rating_at).reshape(-1, 1, 1), axis=1)[:, 0]
-  two_way = jnp.stack([at_rating[:, zero_id], at_rating[:, one_id]], axis=-1)
-  return jax.nn.softmax(two_way, axis=-1)[:, 1].reshape(rows, count)
+  rating_at = np.asarray([len(suffix) - 1 for suffix in suffixes], np.int32)
+  positions = next_positions[:, None] + jnp.arange(width)[None, :]  # [rows, width]
+
+  def score_attribute(cache, suffix):
+    suffix_tokens, suffix_segments, at = suffix
+    logits, written = apply(suffix_tokens, positions, suffix_segments, cache)
+    at_rating = jnp.take(logits, at, axis=1)  # [rows, vocab]
+    two_way = jnp.stack([at_rating[:, zero_id], at_rating[:, one_id]], axis=-1)
+    return written.replace(length=cache.length), jax.nn.softmax(two_way, axis=-1)[:, 1]
+
+  cache, probability = jax.lax.scan(score_attribute, cache, (tokens, segments, rating_at))
+  return probability.T, cache.replace(length=cache.length - shared)  # [rows, attributes]
 
 
 @functools.partial(jax.jit, static_argnames='model')
@@ -83,6 +105,6 @@ def score(params, model, tokenizer, contexts, responses, attributes, seq_len: in
   for i, row in enumerate(rows):
     inputs[i, :len(row)] = row
   cache = _prefill(params, jnp.asarray(inputs), jnp.asarray(lengths), model=model)
-  probability = score_cached(params, cache, jnp.asarray(lengths), tokenizer.piece_to_id('0'),
+  probability, _ = score_cached(params, cache, jnp.asarray(lengths), tokenizer.piece_to_id('0'),
                              tokenizer.piece_to_id('1'), model=model, suffixes=suffixes)
   return np.asarray(probability)

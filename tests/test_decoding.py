@@ -137,15 +137,21 @@ def test_greedy_is_the_argmax():
                                 np.argmax(logits, axis=-1))
 
 
-def test_scores_from_the_decoding_cache_equal_full_passes():
+@pytest.mark.parametrize('suffixes', [((7, 12), (7, 13, 14), (20,)),
+                                      ((7, 9, 12), (7, 9, 13, 14), (7, 20))])  # 0 / 1 shared
+def test_scores_from_the_decoding_cache_equal_full_passes(suffixes):
   """The cache decoding leaves holds <prompt> <response> per candidate: suffixes
-  scored against it equal a full pass over prompt + response + suffix."""
+  scored against it equal a full pass over prompt + response + suffix, and the
+  cache handed back scores the same again."""
   model, params = _model_and_params()
   sampling = dataclasses.replace(GREEDY, temperature=1.0, num_candidates=3)
   out = _generate(model, params, sampling, seed=5)
-  suffixes, zero_id, one_id = ((7, 12), (7, 13, 14), (20,)), 4, 6
-  got = scoring.score_cached(params, out['cache'], out['next_positions'], zero_id, one_id,
-                             model=model, suffixes=suffixes)
+  zero_id, one_id = 4, 6
+  score = lambda cache: scoring.score_cached(params, cache, out['next_positions'], zero_id,  # pylint: disable=unnecessary-lambda-assignment
+                                             one_id, model=model, suffixes=suffixes)
+  got, cache = score(out['cache'])
+  again, _ = score(cache)
+  np.testing.assert_allclose(again, got, rtol=1e-6)
   for row in range(len(PROMPTS) * sampling.num_candidates):
     prompt, candidate = PROMPTS[row // 3], row % 3
     response = list(np.asarray(out['tokens'][row // 3, candidate]))
