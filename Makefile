@@ -8,7 +8,7 @@ WORKDIR ?= runs/demo
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo data test test-fast bench venv clean
+.PHONY: demo chat data test test-fast bench venv clean
 
 venv: $(INSTALLED)
 
@@ -43,6 +43,14 @@ demo: $(INSTALLED) data
 	@echo "== fine-tune it as generator + SSI/safety discriminators on weakly labelled chitchat"
 	$(RUN) --config configs/tiny.py --mode finetune --workdir $(WORKDIR)-finetune \
 	  --config.finetune.init_from=$(WORKDIR) --config.train.steps=200
+	@echo "== chat with it: 16 sampled candidates, unsafe ones dropped, ranked by 3 P(sensible) + P(specific) + P(interesting)"
+	printf '%s\n' 'hi! how are you doing today?' /candidates 'what do you like to do on weekends?' \
+	  /quit | $(RUN) --config configs/tiny.py --mode chat --config.decode.from_run=$(WORKDIR)-finetune
+	@echo "== done. Talk to it yourself: make chat"
+
+# An interactive chat with the demo's fine-tuned model (run `make demo` first).
+chat: $(INSTALLED)
+	$(RUN) --config configs/tiny.py --mode chat --config.decode.from_run=$(WORKDIR)-finetune
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
