@@ -302,12 +302,16 @@ class FinetuneConfig:
   `labels`: label JSONL files or globs (lamda_jax/labels.py), or
   `embedded:chitchat_weak`, the weak-label bootstrap (lamda_jax/weak_labels.py). `init_from`: the
   workdir of a pre-training run with the same model and optimizer; its latest
-  parameters are the start, its optimizer state is not used. Task weights:
+  parameters are the start, and its optimizer state too when
+  `keep_optimizer_state` (moments and step counters alike, so the learning-rate
+  schedule continues where that run stopped); otherwise the optimizer starts
+  fresh. Task weights:
   the generator, the discriminators (shared equally by the rated attributes),
   and pre-training data kept in the mixture against forgetting.
   """
   labels: tuple[str, ...] = ()
   init_from: str = ''
+  keep_optimizer_state: bool = False
   generator_weight: float = 0.5
   discriminator_weight: float = 0.5
   pretrain_weight: float = 0.0
@@ -318,6 +322,8 @@ class FinetuneConfig:
     for path in self.labels:
       if path.startswith('embedded:'):
         _check_choice('finetune.labels', path.removeprefix('embedded:'), ('chitchat_weak',))
+    if not isinstance(self.keep_optimizer_state, bool):
+      _fail('finetune.keep_optimizer_state', f'must be True or False, got {self.keep_optimizer_state!r}')
     weights = ('generator_weight', 'discriminator_weight', 'pretrain_weight')
     for name in weights:
       value = getattr(self, name)

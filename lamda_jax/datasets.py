@@ -1,4 +1,5 @@
-"""TFDS builders for a lab's local dialogs and documents, and TFDS datasets by name.
+"""TFDS builders for a lab's local dialogs, documents and rated responses, and
+TFDS datasets by name.
 
 The builders read JSONL (or .txt) files and prepare ArrayRecord files with
 random access (`as_data_source`); TensorFlow is not needed. A prepared dataset
@@ -25,7 +26,10 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lamda_jax import dialog
+from lamda_jax import labels
 from lamda_jax.config import SourceConfig
+from lamda_jax.finetune_format import ATTRIBUTES
 
 SPLITS = ('train', 'validation')
 REPORT_FILE = 'bad_records.json'
@@ -111,18 +115,20 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.bad_records = BadRecords()
     super().__init__(**kwargs)
 
-  def _split_of(self, key: str) -> str:
+  def _split_of(self, key: str, example) -> str:
+    """By the record's id; subclasses may split by a coarser key."""
+    del example
     return 'validation' if held_out(key, self._eval_fraction) else 'train'
 
   def _split_generators(self, dl_manager):
     """Only splits that receive examples: TFDS cannot write an empty one."""
     del dl_manager  # nothing is downloaded
-    used = {self._split_of(key) for key, _ in self._examples(self.bad_records)}  # counts once
+    used = {self._split_of(*item) for item in self._examples(self.bad_records)}  # counts once
     return {split: self._generate_examples(split) for split in SPLITS if split in used}
 
   def _generate_examples(self, split):  # pylint: disable=arguments-differ
     for key, example in self._examples(BadRecords()):  # already counted
-      if self._split_of(key) == split:
+      if self._split_of(key, example) == split:
         yield key, example
 
 
@@ -178,6 +184,73 @@ class LamdaDocuments(_LocalBuilder):
         yield str(record.get('id', origin)), {'origin': origin, 'text': record['text']}
 
 
+UNRATED = -1  # an attribute the record does not rate
+
+
+class LamdaLabels(_LocalBuilder):
+  """Rated responses in the schema of lamda_jax/labels.py (final labels or
+  per-rater votes, aggregated as the paper does), split by conversation.
+
+  Label files are strict: the first bad line stops preparation with its
+  file:line and field (labels.LabelError), since a silently dropped rating
+  would bias the discriminators.
+  """
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=tfds.features.FeaturesDict({
+                                     'origin': tfds.features.Text(),
+                                     'conversation': tfds.features.Text(),
+                                     'context_speakers': tfds.features.Sequence(tfds.features.Text()),
+                                     'context_texts': tfds.features.Sequence(tfds.features.Text()),
+                                     'response_speaker': tfds.features.Text(),
+                                     'response_text': tfds.features.Text(),
+                                     'labels': tfds.features.FeaturesDict(
+                                         {a: tfds.features.Scalar(np.int32) for a in ATTRIBUTES}),
+                                 }))
+
+  def _split_of(self, key: str, example) -> str:
+    return super()._split_of(example['conversation'], example)
+
+  def _examples(self, bad):
+    del bad  # strict: labels.read raises at the first bad line
+    for path in self._paths:
+      for record in labels.read(path):
+        yield record.origin, {
+            'origin': record.origin, 'conversation': record.conversation,
+            'context_speakers': [t.speaker for t in record.context],
+            'context_texts': [t.text for t in record.context],
+            'response_speaker': record.response.speaker, 'response_text': record.response.text,
+            'labels': {a: record.labels.get(a, UNRATED) for a in ATTRIBUTES}}
+
+
+def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float) -> dict:
+  """Label files prepared (once) with LamdaLabels -> {split: [labels.RatedResponse]}."""
+  data_dir = os.path.join(tfds_dir, f'labels-{_fingerprint("labels", paths, eval_fraction)}')
+  builder = LamdaLabels(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
+                        file_format='array_record')
+  done = os.path.join(data_dir, 'prepared')
+  if not os.path.exists(done):
+    try:
+      with contextlib.redirect_stdout(sys.stderr):  # TFDS narrates on stdout
+        builder.download_and_prepare()
+    except labels.LabelError as error:
+      raise labels.LabelError(f'config.{field}: {error}') from None
+    open(done, 'w', encoding='utf-8').close()
+  splits = {}
+  for split, data in builder.as_data_source().items():
+    splits[split] = []
+    for index in range(len(data)):
+      example = {key: _decode(value) for key, value in data[index].items()}
+      splits[split].append(labels.RatedResponse(
+          tuple(dialog.Turn(*turn) for turn in zip(example['context_speakers'],
+                                                    example['context_texts'])),
+          dialog.Turn(example['response_speaker'], example['response_text']),
+          {a: int(v) for a, v in example['labels'].items() if int(v) != UNRATED},
+          example['origin'], example['conversation']))
+  return splits
+
+
 @dataclasses.dataclass
 class Source:
   """A prepared source: random-access splits of dialogs (lists of turns) or texts."""
@@ -217,13 +290,13 @@ def _fingerprint(kind: str, paths, eval_fraction: float) -> str:
   return digest.hexdigest()[:12]
 
 
-def expand_paths(name: str, patterns) -> list[str]:
-  """Files of a source's globs, in a stable order; a pattern matching nothing is an error."""
+def expand_paths(field: str, patterns) -> list[str]:
+  """Files of a config field's globs, in a stable order; a pattern matching nothing is an error."""
   paths = []
   for pattern in patterns:
     matched = sorted(glob.glob(pattern))
     if not matched:
-      raise FileNotFoundError(f'config.data.sources.{name}.paths: {pattern!r} matches no file')
+      raise FileNotFoundError(f'config.{field}: {pattern!r} matches no file')
     paths.extend(matched)
   return paths
 

@@ -16,9 +16,9 @@ import numpy as np
 import tensorboardX
 
 from lamda_jax import datasets
+from lamda_jax import finetune_data
 from lamda_jax import finetune_format
 from lamda_jax import input_pipeline
-from lamda_jax import labels as labels_lib
 from lamda_jax import responder as responder_lib
 from lamda_jax import scoring
 from lamda_jax import train
@@ -46,14 +46,15 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
   return float(error)
 
 
-def held_out_records(experiment: ExperimentConfig):
+def held_out_records(experiment: ExperimentConfig, workdir: str):
+  """Every record of `eval.labels`, or the held-out split of `finetune.labels`."""
   cfg = experiment.eval
   if cfg.labels:
-    return [r for path in datasets.expand_paths('eval.labels', cfg.labels)
-            for r in labels_lib.read(path)]
-  paths = datasets.expand_paths('finetune.labels', experiment.finetune.labels)
-  return [r for path in paths for r in labels_lib.read(path)
-          if datasets.held_out(r.conversation, experiment.finetune.eval_fraction)]
+    splits = finetune_data.label_splits(experiment, workdir, 'eval.labels', cfg.labels)
+    return [record for split in datasets.SPLITS for record in splits.get(split, [])]
+  splits = finetune_data.label_splits(experiment, workdir, 'finetune.labels',
+                                      experiment.finetune.labels)
+  return splits.get('validation', [])
 
 
 def sampled_reply_rates(responder, contexts) -> dict:
@@ -78,7 +79,7 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
   cfg, seq_len = experiment.eval, experiment.train.seq_len
   if not cfg.from_run:
     raise ValueError('config.eval.from_run: the fine-tuned run to evaluate is required')
-  records = held_out_records(experiment)
+  records = held_out_records(experiment, workdir)
   params = train.latest_parameters(experiment, cfg.from_run, 'eval.from_run')
   tokenizer = input_pipeline.tokenizer_for(experiment, cfg.from_run)
   model = Decoder(experiment.model)

@@ -19,7 +19,6 @@ import numpy as np
 from lamda_jax import datasets
 from lamda_jax import finetune_format
 from lamda_jax import input_pipeline
-from lamda_jax import labels as labels_lib
 from lamda_jax import packing
 from lamda_jax import weak_labels
 from lamda_jax.config import ExperimentConfig
@@ -53,21 +52,28 @@ def task_weights(experiment: ExperimentConfig, tasks_with_rows) -> dict[str, flo
   return {task: weight for task, weight in weights.items() if weight > 0}
 
 
-def build(experiment: ExperimentConfig, workdir: str) -> input_pipeline.Datasets:
-  cfg, seq_len = experiment.finetune, experiment.train.seq_len
-  if not cfg.labels:
-    raise ValueError('config.finetune.labels: no label files given')
+def label_splits(experiment: ExperimentConfig, workdir: str, field: str, patterns) -> dict:
+  """{split: [RatedResponse]} of label files (or the embedded weak labels),
+  prepared as a TFDS dataset (datasets.LamdaLabels) and split by conversation."""
+  if not patterns:
+    raise ValueError(f'config.{field}: no label files given')
   paths = [input_pipeline.process_zero_first('weak labels', lambda: weak_labels.export(
       os.path.join(workdir, 'corpora'))) if pattern == 'embedded:chitchat_weak' else pattern
-           for pattern in cfg.labels]
-  records = [record for path in datasets.expand_paths('finetune.labels', paths)
-             for record in labels_lib.read(path)]
+           for pattern in patterns]
+  files = datasets.expand_paths(field, paths)
+  tfds_dir = experiment.data.tfds_dir or os.path.join(workdir, 'tfds')
+  return input_pipeline.process_zero_first('prepare labels', lambda: datasets.prepare_labels(
+      field, files, tfds_dir, experiment.finetune.eval_fraction))
+
+
+def build(experiment: ExperimentConfig, workdir: str) -> input_pipeline.Datasets:
+  cfg, seq_len = experiment.finetune, experiment.train.seq_len
+  records = label_splits(experiment, workdir, 'finetune.labels', cfg.labels)
   tokenizer = input_pipeline.tokenizer_for(experiment, workdir)
   bad = datasets.BadRecords()
   rows = {}
   for split in datasets.SPLITS:
-    in_split = [r for r in records if (split == 'validation') ==
-                datasets.held_out(r.conversation, cfg.eval_fraction)]
+    in_split = records.get(split, [])
     examples = task_examples(in_split, tokenizer, seq_len, bad if split == 'train' else
                              datasets.BadRecords())
     rows[split] = {task: packing.pack(found, seq_len) for task, found in examples.items() if found}

@@ -68,7 +68,7 @@ def open_sources(experiment: ExperimentConfig, workdir: str) -> dict[str, datase
           paths.append(process_zero_first(f'export {corpus}', lambda c=corpus: corpora.export(
               c, os.path.join(workdir, 'corpora'))))
         else:
-          paths.extend(datasets.expand_paths(name, [pattern]))
+          paths.extend(datasets.expand_paths(f'data.sources.{name}.paths', [pattern]))
     except corpora.CorpusUnavailable as error:
       logging.warning('Data source %s left out of the mixture: %s', name, error)
       continue

@@ -74,7 +74,8 @@ def tokenizer_mode(experiment: config_lib.ExperimentConfig, workdir: str):
 def finetune_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   experiment = finetune_data.finetune_experiment(experiment)
   summary = train.run(experiment, workdir, finetune_data.build(experiment, workdir),
-                      init_from=experiment.finetune.init_from)
+                      init_from=experiment.finetune.init_from,
+                      keep_optimizer_state=experiment.finetune.keep_optimizer_state)
   if jax.process_index() == 0:
     print(json.dumps({'mode': 'finetune', **summary}))
 

@@ -125,29 +125,32 @@ def evaluate(eval_fn, params, sampler, batches: int, to_device, tasks) -> dict:
           **_per_task('eval/', totals, tasks)}
 
 
-def restore_parameters(run_dir: str, experiment, abstract, field: str):
-  """The latest parameters of another run's workdir, onto this mesh."""
+def restore_state(run_dir: str, experiment, abstract, field: str) -> train_state.TrainState:
+  """The latest train state of another run's workdir, onto this mesh."""
   restored = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest(abstract)
   if restored is None:
     raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
-  logging.info('Parameters of %s at step %d.', run_dir, int(restored[0].step))
-  return restored[0].params
+  logging.info('Restored %s at step %d.', run_dir, int(restored[0].step))
+  return restored[0]
 
 
 def latest_parameters(experiment: ExperimentConfig, run_dir: str, field: str):
-  """`restore_parameters` on a mesh of its own, for modes that only read a model."""
+  """The latest parameters of a run, on a mesh of their own, for modes that only read a model."""
   mesh = partitioning.create_mesh(experiment)
   model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
   with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
     abstract, _ = train_state.abstract_state(experiment, model, optimizer, mesh)
-    return restore_parameters(run_dir, experiment, abstract, field)
+    return restore_state(run_dir, experiment, abstract, field).params
 
 
-def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '') -> dict:
+def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '',
+        keep_optimizer_state: bool = False) -> dict:
   """Trains to `train.steps`, resuming from the workdir's latest checkpoint.
 
   A fresh run starts from the parameters of `init_from`'s latest checkpoint
-  when given (with a fresh optimizer state), else from a random initialisation.
+  when given (with its optimizer state if `keep_optimizer_state`, else a
+  fresh one; the step count starts at 0 either way), else from a random
+  initialisation.
   """
   cfg, rules = experiment.train, experiment.logical_axis_rules
   mesh = partitioning.create_mesh(experiment)
@@ -165,8 +168,9 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
     if restored is None:
       state = train_state.create(experiment, model, optimizer, shardings)
       if init_from:
-        state = state.replace(params=restore_parameters(init_from, experiment, abstract,
-                                                        'finetune.init_from'))
+        start_from = restore_state(init_from, experiment, abstract, 'finetune.init_from')
+        state = state.replace(params=start_from.params, opt_state=(
+            start_from.opt_state if keep_optimizer_state else state.opt_state))
     else:
       state, data_state = restored
       _check_resumed_data(data_state, datasets.train, int(state.step))

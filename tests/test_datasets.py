@@ -66,7 +66,7 @@ def test_documents_from_jsonl_and_text_files(tmp_path):
   (tmp_path / 'essay.txt').write_text('A whole file\nis one document.\n')
   (tmp_path / 'latin1.txt').write_bytes(b'caf\xe9')
   config = SourceConfig('documents', 1.0, (str(tmp_path / '*.txt'), jsonl))
-  paths = datasets.expand_paths('docs', config.paths)
+  paths = datasets.expand_paths('data.sources.docs.paths', config.paths)
   source = datasets.prepare('docs', config, paths, str(tmp_path / 'tfds'), 1e-6)
   texts = sorted(record['text'] for _, record in source.records('train'))
   assert texts == ['A whole file\nis one document.\n', 'first']

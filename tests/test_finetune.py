@@ -111,6 +111,12 @@ def test_discriminator_learns_a_rule_to_auc_above_0_9(tmp_path):
   assert auc > 0.9
 
 
+def _optimizer_counts(state) -> set[int]:
+  """The step counters inside an optax state (the schedule's, the moments')."""
+  leaves = jax.tree_util.tree_flatten_with_path(state.opt_state)[0]
+  return {int(leaf) for path, leaf in leaves if 'count' in jax.tree_util.keystr(path)}
+
+
 @pytest.mark.slow
 def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
   pretrain = config_lib.load(tiny_docs.get_config())
@@ -136,3 +142,10 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
       np.zeros((1, experiment.train.seq_len), np.int32))['params'])
   differences = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), fresh, pretrained.params)
   assert max(jax.tree.leaves(differences)) > 1e-3
+  # The optimizer started fresh (one update counted) unless asked to keep it.
+  assert _optimizer_counts(pretrained) == {3} and _optimizer_counts(tuned) == {1}
+  kept_dir = tmp_path / 'finetune_kept'
+  train.run(experiment, str(kept_dir), finetune_data.build(experiment, str(kept_dir)),
+            init_from=str(pretrained_dir), keep_optimizer_state=True)
+  kept = _final_params(experiment, str(kept_dir))
+  assert int(kept.step) == 1 and _optimizer_counts(kept) == {4}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lamda_jax import corpora
+from lamda_jax import datasets
 from lamda_jax import finetune_format
 from lamda_jax import labels
 from lamda_jax import packing
@@ -126,3 +127,34 @@ def test_bad_label_files_fail_with_file_and_line(tmp_path, record, message):
   path = _labels_file(tmp_path, {**GOOD, 'labels': {'SENSIBLE': 1}}, record)
   with pytest.raises(labels.LabelError, match=f'^{path}:2: {message}'):
     list(labels.read(path))
+
+
+def test_the_tfds_labels_builder_keeps_every_record_and_splits_by_conversation(tmp_path):
+  """Prepared labels equal the file read directly; a conversation stays in one split."""
+  rng = np.random.default_rng(0)
+  records = []
+  for i in range(60):
+    record = {**GOOD, 'conversation': f'c{i // 3}', 'context': [
+        {'speaker': 'A', 'text': f'question {i}'}]}
+    record['votes' if i % 2 else 'labels'] = (
+        {'SENSIBLE': rng.integers(0, 2, 5).tolist(), 'UNSAFE': rng.integers(0, 2, 3).tolist()}
+        if i % 2 else {'SPECIFIC': int(rng.integers(0, 2)), 'SENSIBLE': 1})
+    records.append(record)
+  path = _labels_file(tmp_path, *records)
+  splits = datasets.prepare_labels('finetune.labels', [path], str(tmp_path / 'tfds'), 0.3)
+  direct = {r.origin: r for r in labels.read(path)}
+  prepared = [r for split in splits.values() for r in split]
+  assert sorted(r.origin for r in prepared) == sorted(direct)
+  for split, found in splits.items():
+    for record in found:
+      assert record == direct[record.origin]  # context, response, labels, conversation
+      assert (split == 'validation') == datasets.held_out(record.conversation, 0.3)
+  assert set(splits) == {'train', 'validation'}
+
+
+def test_the_tfds_labels_builder_fails_on_a_bad_line_naming_it(tmp_path):
+  path = _labels_file(tmp_path, {**GOOD, 'labels': {'SENSIBLE': 1}},
+                      {**GOOD, 'votes': {'UNSAFE': [0, 1]}})
+  with pytest.raises(labels.LabelError,
+                     match=f'^config.eval.labels: {path}:2: votes.UNSAFE: needs 3 votes'):
+    datasets.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 0.1)
