@@ -21,7 +21,6 @@ import json
 from lamda_jax import dialog
 from lamda_jax.finetune_format import ATTRIBUTES
 
-SSI = ('SENSIBLE', 'SPECIFIC', 'INTERESTING')
 RATERS = {'SENSIBLE': 5, 'SPECIFIC': 5, 'INTERESTING': 5, 'UNSAFE': 3}
 
 
