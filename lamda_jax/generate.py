@@ -24,7 +24,9 @@ def run(responder, contexts_path: str, workdir: str) -> dict:
   with open(output, 'w', encoding='utf-8') as f:
     for start in range(0, len(records), BATCH):
       batch = records[start:start + BATCH]
-      for (origin, record, _), decision in zip(batch, responder.respond([r[2] for r in batch])):
+      # The last batch is padded with empty dialogs: one shape, one compilation.
+      dialogs = [r[2] for r in batch] + [()] * (BATCH - len(batch))
+      for (origin, record, _), decision in zip(batch, responder.respond(dialogs)):
         fallbacks += decision.fallback
         f.write(json.dumps({**record, 'origin': origin, **decision.to_json()}) + '\n')
   return {'mode': 'generate', 'contexts': len(records), 'fallbacks': fallbacks,

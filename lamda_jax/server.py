@@ -70,6 +70,8 @@ def make_app(respond, cfg: ServeConfig):
         return _json({'status': 'ok'})
       turns = parse_request(request.get_data(cache=False), cfg)
       return _json(respond([turns])[0].to_json())
+    except exceptions.RequestEntityTooLarge:
+      return _json({'error': f'request body over {cfg.max_request_bytes} bytes'}, 413)
     except exceptions.HTTPException as error:
       return _json({'error': error.description}, error.code)
     except Exception as error:  # pylint: disable=broad-exception-caught

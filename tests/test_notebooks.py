@@ -19,4 +19,6 @@ def test_notebook_runs(path, capsys):
     if cell['cell_type'] == 'code':
       source = ''.join(line for line in cell['source'] if not line.lstrip().startswith(('!', '%')))
       exec(compile(source, path, 'exec'), namespace)  # pylint: disable=exec-used
-  assert 'non-embedding parameters: 137.4B' in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert 'non-embedding parameters: 137.4B' in printed
+  assert '(2, 4, 8)' in printed  # 2 prompts x 4 candidates x 8 sampled tokens

@@ -104,7 +104,8 @@ def test_http_answers_a_valid_request(client):
     (json.dumps({'context': DIALOG * 4}).encode(), 422, '4 turns, at most 3'),
     (json.dumps({'context': [{'speaker': 'A', 'text': 'x' * 101}]}).encode(), 422,
      'context[0].text: 101 characters'),
-    (json.dumps({'context': [{'speaker': 'A', 'text': 'x' * 99}] * 30}).encode(), 413, ''),
+    (json.dumps({'context': [{'speaker': 'A', 'text': 'x' * 99}] * 30}).encode(), 413,
+     'request body over 2000 bytes'),
 ])
 def test_http_bad_requests_get_a_4xx_with_a_message(client, body, status, message):
   response = client.post('/v1/respond', data=body, content_type='application/json')
