@@ -81,7 +81,7 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
     raise ValueError('config.eval.from_run: the fine-tuned run to evaluate is required')
   records = held_out_records(experiment, workdir)
   params = train.latest_parameters(experiment, cfg.from_run, 'eval.from_run')
-  tokenizer = input_pipeline.tokenizer_for(experiment, cfg.from_run)
+  tokenizer = input_pipeline.run_tokenizer(experiment, cfg.from_run, 'eval.from_run')
   model = Decoder(experiment.model)
   results = {'mode': 'eval', 'responses': len(records)}
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))

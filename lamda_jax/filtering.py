@@ -35,7 +35,7 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
     raise ValueError('config.filter.candidates and config.filter.from_run are both required')
   candidates = list(labels.read_lines(cfg.candidates, labels.parse_exchange))
   params = train.latest_parameters(experiment, cfg.from_run, 'filter.from_run')
-  tokenizer = input_pipeline.tokenizer_for(experiment, cfg.from_run)
+  tokenizer = input_pipeline.run_tokenizer(experiment, cfg.from_run, 'filter.from_run')
   model = Decoder(experiment.model)
   counts = collections.Counter(candidates=len(candidates))
   os.makedirs(workdir, exist_ok=True)

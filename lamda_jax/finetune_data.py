@@ -69,6 +69,8 @@ def label_splits(experiment: ExperimentConfig, workdir: str, field: str, pattern
 def build(experiment: ExperimentConfig, workdir: str) -> input_pipeline.Datasets:
   cfg, seq_len = experiment.finetune, experiment.train.seq_len
   records = label_splits(experiment, workdir, 'finetune.labels', cfg.labels)
+  if cfg.init_from:
+    input_pipeline.inherit_tokenizer(experiment, workdir, cfg.init_from, 'finetune.init_from')
   tokenizer = input_pipeline.tokenizer_for(experiment, workdir)
   bad = datasets.BadRecords()
   rows = {}

@@ -9,10 +9,12 @@ EOS and weighs every token in the loss.
 """
 
 import dataclasses
+import filecmp
 import hashlib
 import itertools
 import json
 import os
+import shutil
 
 from absl import logging
 import jax
@@ -24,7 +26,7 @@ from lamda_jax import datasets
 from lamda_jax import dialog
 from lamda_jax import packing
 from lamda_jax import tokenizer as tokenizer_lib
-from lamda_jax.config import ExperimentConfig
+from lamda_jax.config import ConfigError, ExperimentConfig
 from lamda_jax.sampler import MixtureSampler
 
 
@@ -115,6 +117,40 @@ def tokenizer_for(experiment: ExperimentConfig, workdir: str, sources=None):
     sources = open_sources(experiment, workdir)
   return process_zero_first('tokenizer', lambda: tokenizer_lib.load_or_train(
       path, sample(), experiment.model.vocab_size))
+
+
+def run_tokenizer(experiment: ExperimentConfig, run_dir: str, field: str):
+  """The tokenizer another run was trained with; reading a run never trains one."""
+  path = tokenizer_path(experiment, run_dir)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config.{field}: no tokenizer at {path}')
+  return tokenizer_lib.load(path)
+
+
+def inherit_tokenizer(experiment: ExperimentConfig, workdir: str, run_dir: str, field: str):
+  """A run starting from another run's parameters must read text as it did:
+  that run's tokenizer is copied into this workdir, or must equal the one there."""
+  if experiment.data.tokenizer:
+    return  # both runs name the same file
+  source, target = tokenizer_path(experiment, run_dir), tokenizer_path(experiment, workdir)
+  run_tokenizer(experiment, run_dir, field)  # exists and loads
+  if os.path.exists(target):
+    if not filecmp.cmp(source, target, shallow=False):
+      raise ConfigError(f'config.{field}: {target} differs from the tokenizer of {run_dir}, '
+                        'whose parameters this run starts from')
+    return
+
+  def copy():
+    if not os.path.exists(target):
+      os.makedirs(workdir, exist_ok=True)
+      for suffix in ('.model', '.vocab'):
+        origin = source.removesuffix('.model') + suffix
+        if os.path.exists(origin):
+          shutil.copyfile(origin, target.removesuffix('.model') + suffix + '.tmp')
+          os.replace(target.removesuffix('.model') + suffix + '.tmp',
+                     target.removesuffix('.model') + suffix)
+
+  process_zero_first('inherit tokenizer', copy)
 
 
 def tokenizer_report(experiment: ExperimentConfig, workdir: str, records_per_source=200) -> dict:

@@ -123,7 +123,11 @@ def main(argv):
     print(f'Invalid config {flags.FLAGS["config"].config_filename}: {error}', file=sys.stderr)
     sys.exit(2)
   distributed.initialize(experiment.distributed)
-  MODES[_MODE.value](experiment, _WORKDIR.value)
+  try:
+    MODES[_MODE.value](experiment, _WORKDIR.value)
+  except (config_lib.ConfigError, FileNotFoundError) as error:  # found before any compiling
+    print(f'Invalid config {flags.FLAGS["config"].config_filename}: {error}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -33,7 +33,7 @@ class Responder:
     run_dir = run_dir or cfg.from_run
     if not run_dir:
       raise ConfigError('config.decode.from_run: the run whose model answers is required')
-    self.tokenizer = input_pipeline.tokenizer_for(experiment, run_dir)
+    self.tokenizer = input_pipeline.run_tokenizer(experiment, run_dir, 'decode.from_run')
     self.suffixes = scoring.rating_suffixes(self.tokenizer, finetune_format.ATTRIBUTES)
     self.suffix_length = max(map(len, self.suffixes))
     # The prompt, the response and an attribute suffix stay within the trained length.

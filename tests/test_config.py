@@ -153,6 +153,24 @@ def test_cli_rejects_a_bad_override_with_the_field_name():
   assert result.stdout == ''
 
 
+@pytest.mark.parametrize('mode, message', [
+    ('chat', 'config.decode.from_run: the run whose model answers is required'),
+    ('serve', 'config.decode.from_run: the run whose model answers is required'),
+])
+def test_cli_modes_that_need_a_run_say_which_field(mode, message):
+  result = _cli('--config', 'configs/tiny.py', '--mode', mode)
+  assert result.returncode == 2
+  assert f'Invalid config configs/tiny.py: {message}' in result.stderr
+
+
+def test_cli_chat_from_an_empty_workdir_names_it_and_writes_nothing(tmp_path):
+  result = _cli('--config', 'configs/tiny.py', '--mode', 'chat',
+                f'--config.decode.from_run={tmp_path}')
+  assert result.returncode == 2
+  assert f'config.decode.from_run: no tokenizer at {tmp_path}/tokenizer.model' in result.stderr
+  assert not list(tmp_path.iterdir())  # reading a run never trains a tokenizer into it
+
+
 def test_cli_rejects_an_unknown_field():
   result = _cli('--config', 'configs/tiny.py', '--config.model.n_layers=3')
   assert result.returncode != 0

@@ -127,11 +127,14 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
   pretrained = _final_params(pretrain, str(pretrained_dir))
 
   experiment = _experiment(tmp_path, repeats_a_word(50, 0), steps=1, checkpoint_every=1,
-                           learning_rate=1e-9)
+                           learning_rate=1e-9, finetune={'init_from': str(pretrained_dir)})
   finetune_dir = tmp_path / 'finetune'
   summary = train.run(experiment, str(finetune_dir), finetune_data.build(experiment,
                                                                          str(finetune_dir)),
                       init_from=str(pretrained_dir))
+  # It reads text exactly as the pre-trained run did: that run's tokenizer, copied.
+  assert ((finetune_dir / 'tokenizer.model').read_bytes() ==
+          (pretrained_dir / 'tokenizer.model').read_bytes())
   assert summary['start_step'] == 0
   tuned = _final_params(experiment, str(finetune_dir))
   assert int(tuned.step) == 1  # a fresh run of its own, not a resume of the pre-training
@@ -149,3 +152,9 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
             init_from=str(pretrained_dir), keep_optimizer_state=True)
   kept = _final_params(experiment, str(kept_dir))
   assert int(kept.step) == 1 and _optimizer_counts(kept) == {4}
+  # A workdir whose tokenizer is not the pre-trained run's is refused.
+  other_dir = tmp_path / 'finetune_other'
+  other_dir.mkdir()
+  (other_dir / 'tokenizer.model').write_bytes(b'not the same tokenizer')
+  with pytest.raises(config_lib.ConfigError, match='config.finetune.init_from: .* differs'):
+    finetune_data.build(experiment, str(other_dir))
