@@ -147,7 +147,13 @@ def test_scores_from_the_decoding_cache_equal_full_passes(suffixes):
   cache handed back scores the same again."""
   model, params = _model_and_params()
   sampling = dataclasses.replace(GREEDY, temperature=1.0, num_candidates=3)
-  out = _generate(model, params, sampling, seed=5)
+  out = _generate(model, params, sampling, seed=3)
+  finished = np.asarray(out['finished'])
+  assert finished.any() and not finished.all()  # seed 3 ends three candidates early
+  for row, candidate in zip(*np.nonzero(finished)):  # the response stops just before EOS
+    length = int(out['lengths'][row, candidate])
+    assert out['tokens'][row, candidate, length] == tokenizer_lib.EOS_ID
+    assert tokenizer_lib.EOS_ID not in list(np.asarray(out['tokens'][row, candidate, :length]))
   zero_id, one_id = 4, 6
   score = lambda cache: scoring.score_cached(params, cache, out['next_positions'], zero_id,  # pylint: disable=unnecessary-lambda-assignment
                                              one_id, model=model, suffixes=suffixes)

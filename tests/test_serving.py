@@ -90,6 +90,8 @@ def client(responder):
 def test_http_answers_a_valid_request(client):
   response = client.post('/v1/respond', json={'context': DIALOG})
   assert response.status_code == 200
+  at_the_limits = [{'speaker': 'A', 'text': 'x' * 100}] * 3  # max_turns, max_turn_chars
+  assert client.post('/v1/respond', json={'context': at_the_limits}).status_code == 200
   body = response.get_json()
   assert isinstance(body['reply'], str) and len(body['candidates']) == 4
   assert client.get('/healthz').get_json() == {'status': 'ok'}
@@ -102,6 +104,8 @@ def test_http_answers_a_valid_request(client):
     (b'{"history": []}', 400, 'context: needs a list of turns'),
     (b'{"context": [{"speaker": "A", "text": ""}]}', 400, 'context[0]'),
     (json.dumps({'context': DIALOG * 4}).encode(), 422, '4 turns, at most 3'),
+    (json.dumps({'context': DIALOG * 3 + [{'speaker': 'A', 'text': 'x' * 100}]}).encode(), 422,
+     '4 turns, at most 3'),
     (json.dumps({'context': [{'speaker': 'A', 'text': 'x' * 101}]}).encode(), 422,
      'context[0].text: 101 characters'),
     (json.dumps({'context': [{'speaker': 'A', 'text': 'x' * 99}] * 30}).encode(), 413,
