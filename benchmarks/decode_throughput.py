@@ -57,7 +57,8 @@ def measure(experiment, repeats: int) -> dict:
                                              np.int32)
   with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
     _, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
-    params = train_state.create(experiment, model, optimizer, shardings).params
+    params = decoding.inference_params(
+        train_state.create(experiment, model, optimizer, shardings).params, experiment.model)
     generate_seconds, out = _timed(lambda: decoding.generate(
         params, jnp.asarray(prompt), jnp.asarray([PROMPT]), jax.random.key(0), model=model,
         sampling=sampling), repeats)

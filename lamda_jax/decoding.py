@@ -20,12 +20,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from lamda_jax import tokenizer as tokenizer_lib
-from lamda_jax.config import DecodeConfig
+from lamda_jax.config import DecodeConfig, ModelConfig
 from lamda_jax.model import KVCache
 
 # Spare cache slots after the longest response, for the attribute suffix that
 # `scoring.score_cached` appends.
 SCORING_SLOTS = 4
+
+
+def inference_params(params, cfg: ModelConfig):
+  """Parameters to decode and score with: the matmul weights cast to the
+  compute dtype once, instead of at every step and scoring pass. The model
+  casts them to exactly that dtype, so its outputs do not change; in bf16 the
+  weights take half the memory, as a serving copy should.
+
+  An untied token table keeps its stored dtype: it is only gathered from, and
+  XLA:CPU gathers from a bf16 table by converting all of it to f32 first.
+  """
+  cast = jax.tree.map(lambda x: x.astype(cfg.dtype), params)
+  if cfg.tie_embeddings:
+    return cast
+  return {**cast, 'token_embedder': params['token_embedder']}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,7 +47,43 @@ def dense(module: nn.Module, name: str, x, equation: str, shape, axes, init=dens
   """A bias-free projection `einsum(equation, x, kernel)` in the compute dtype."""
   kernel = param_with_axes(module, name, init, shape, axes)
   dtype = jnp.dtype(module.config.dtype)
-  return jnp.einsum(equation, x.astype(dtype), kernel.astype(dtype))
+  return accumulating_einsum(equation, x.astype(dtype), kernel.astype(dtype))
+
+
+def _einsum_f32(equation: str, a, b):
+  return jnp.einsum(equation, a, b, preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def accumulating_einsum(equation: str, x, kernel):
+  """`einsum(equation, x, kernel)` of same-dtype operands, accumulated in
+  float32 and returned in their dtype; its gradients are computed the same way.
+
+  For a projection ('ble,ef->blf': every index of one operand also appears in
+  the other or in the output). TPUs and GPUs accumulate bf16 matmuls in f32
+  anyway, so the numbers are the usual ones; saying so explicitly lets XLA:CPU
+  run bf16 x bf16 -> f32 dots natively (YNNPACK, AVX512-BF16) instead of
+  converting both operands to f32 first. The hand-written gradients are two
+  more such einsums; XLA:CPU runs them faster than the transposes JAX derives
+  (BENCHMARKS.md), in f32 as in bf16.
+  """
+  return _einsum_f32(equation, x, kernel).astype(x.dtype)
+
+
+def _accumulating_einsum_fwd(equation, x, kernel):
+  return accumulating_einsum(equation, x, kernel), (x, kernel)
+
+
+def _accumulating_einsum_bwd(equation, residuals, grad):
+  x, kernel = residuals
+  operands, out = equation.split('->')
+  x_axes, kernel_axes = operands.split(',')
+  grad_x = _einsum_f32(f'{out},{kernel_axes}->{x_axes}', grad, kernel).astype(x.dtype)
+  grad_kernel = _einsum_f32(f'{x_axes},{out}->{kernel_axes}', x, grad).astype(kernel.dtype)
+  return grad_x, grad_kernel
+
+
+accumulating_einsum.defvjp(_accumulating_einsum_fwd, _accumulating_einsum_bwd)
 
 
 def relative_position_bucket(relative_position, bidirectional=True, num_buckets=32,
@@ -90,6 +126,25 @@ class RMSNorm(nn.Module):
     scale = param_with_axes(self, 'scale', nn.initializers.ones, (x.shape[-1],), ('embed',))
     dtype = jnp.dtype(self.config.dtype)
     return x.astype(dtype) * scale.astype(dtype)
+
+
+class Embedding(nn.Module):
+  """The token table [vocab, embed]: rows looked up, or (tied) the output projection."""
+  config: ModelConfig
+
+  def setup(self):
+    cfg = self.config
+    self.embedding = param_with_axes(self, 'embedding', embedding_init,
+                                     (cfg.vocab_size, cfg.d_model), ('vocab', 'embed'))
+
+  def __call__(self, tokens):
+    """tokens [batch, length] -> [batch, length, embed]. Only the gathered rows
+    are cast: XLA:CPU gathers from a bf16 table by converting all of it first."""
+    return jnp.take(self.embedding, tokens, axis=0).astype(self.config.dtype)
+
+  def attend(self, x):
+    """x [batch, length, embed] -> logits [batch, length, vocab] in x's dtype."""
+    return accumulating_einsum('ble,ve->blv', x, self.embedding.astype(x.dtype))
 
 
 class RelativePositionBias(nn.Module):

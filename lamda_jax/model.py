@@ -133,10 +133,7 @@ class Decoder(nn.Module):
     if segment_ids is None:
       segment_ids = jnp.ones_like(tokens)
 
-    embedder = nn.Embed(
-        cfg.vocab_size, cfg.d_model, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype),
-        embedding_init=nn.with_logical_partitioning(layers.embedding_init, ('vocab', 'embed')),
-        name='token_embedder')
+    embedder = layers.Embedding(cfg, name='token_embedder')
     x = embedder(tokens)  # [batch, length, embed]
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))

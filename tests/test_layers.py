@@ -1,5 +1,7 @@
 """Each building block against an independent numpy computation."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -74,3 +76,43 @@ def test_relative_position_bias_looks_up_the_bucket_of_each_pair():
     for k in range(6):
       expected_bucket = numpy_reference.bucket(int(positions[0, k] - positions[0, q]), False, 32, 128)
       np.testing.assert_allclose(out[0, :, q, k], table[:, expected_bucket], rtol=1e-6)
+
+
+# Every projection of the model: attention in/out (training and cached
+# orders), the MLP, the output logits and the tied embedding.
+PROJECTIONS = ['ble,ehd->blhd', 'bqhd,hde->bqe', 'bhqd,hde->bqe', 'ble,ef->blf', 'blf,fe->ble',
+               'ble,ev->blv', 'ble,ve->blv']
+
+
+def _operands(equation, key):
+  sizes = dict(b=2, l=3, q=3, e=8, h=2, d=4, f=6, v=10)
+  (x_axes, kernel_axes), out_axes = equation.split('->')[0].split(','), equation.split('->')[1]
+  x, kernel, grad = (jax.random.normal(k, tuple(sizes[a] for a in axes))
+                     for k, axes in zip(jax.random.split(key, 3), (x_axes, kernel_axes, out_axes)))
+  return x, kernel, grad
+
+
+@pytest.mark.parametrize('equation', PROJECTIONS)
+def test_accumulating_einsum_and_its_gradients_equal_autodiff_in_float32(equation):
+  x, kernel, grad = _operands(equation, jax.random.key(0))
+  out, vjp = jax.vjp(functools.partial(layers.accumulating_einsum, equation), x, kernel)
+  want, want_vjp = jax.vjp(functools.partial(jnp.einsum, equation), x, kernel)
+  np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+  for got, expected in zip(vjp(grad), want_vjp(grad)):  # JAX's own transposes of the einsum
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('equation', PROJECTIONS)
+def test_accumulating_einsum_and_its_gradients_match_numpy_in_bfloat16(equation):
+  x, kernel, grad = (a.astype(jnp.bfloat16) for a in _operands(equation, jax.random.key(1)))
+  out, vjp = jax.vjp(functools.partial(layers.accumulating_einsum, equation), x, kernel)
+  as64 = lambda a: np.asarray(a, np.float64)  # pylint: disable=unnecessary-lambda-assignment
+  operands, out_axes = equation.split('->')
+  x_axes, kernel_axes = operands.split(',')
+  want = (np.einsum(equation, as64(x), as64(kernel)),
+          np.einsum(f'{out_axes},{kernel_axes}->{x_axes}', as64(grad), as64(kernel)),
+          np.einsum(f'{x_axes},{out_axes}->{kernel_axes}', as64(x), as64(grad)))
+  for got, expected in zip((out, *vjp(grad)), want):
+    assert got.dtype == jnp.bfloat16
+    # Exact products of the bf16 operands, summed and rounded once to bf16's 8 bits.
+    np.testing.assert_allclose(as64(got), expected, rtol=2 ** -8, atol=1e-6)
