@@ -129,7 +129,7 @@ class RMSNorm(nn.Module):
 
 
 class Embedding(nn.Module):
-  """The token table [vocab, embed]: rows looked up, or (tied) the output projection."""
+  """The token table [vocab, embed]; tied, also the output projection."""
   config: ModelConfig
 
   def setup(self):
@@ -141,10 +141,6 @@ class Embedding(nn.Module):
     """tokens [batch, length] -> [batch, length, embed]. Only the gathered rows
     are cast: XLA:CPU gathers from a bf16 table by converting all of it first."""
     return jnp.take(self.embedding, tokens, axis=0).astype(self.config.dtype)
-
-  def attend(self, x):
-    """x [batch, length, embed] -> logits [batch, length, vocab] in x's dtype."""
-    return accumulating_einsum('ble,ve->blv', x, self.embedding.astype(x.dtype))
 
 
 class RelativePositionBias(nn.Module):

@@ -16,10 +16,10 @@ import tqdm
 
 
 def measure_peak_flops(dtype: str, size: int = 2048, repeats: int = 5) -> float:
-  """FLOP/s of one device on a large matmul: the denominator of MFU when the
-  config gives no peak."""
+  """FLOP/s of one device on a large matmul accumulated in f32, as the model's
+  projections are: the denominator of MFU when the config gives no peak."""
   x = jnp.ones((size, size), dtype)
-  matmul = jax.jit(lambda a: a @ a)
+  matmul = jax.jit(lambda a: jnp.matmul(a, a, preferred_element_type=jnp.float32))
   matmul(x).block_until_ready()
   start = time.perf_counter()
   for _ in range(repeats):

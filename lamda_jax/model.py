@@ -125,8 +125,12 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, positions=None, segment_ids=None, deterministic=True,
-               cache: KVCache | None = None):
-    """logits, or (logits, cache with these tokens appended) when given a cache."""
+               cache: KVCache | None = None, vocab_ids=None):
+    """logits, or (logits, cache with these tokens appended) when given a cache.
+
+    `vocab_ids` [n]: the logits of only these vocabulary entries, [..., n]
+    (a discriminator score reads two), without the full output projection.
+    """
     cfg = self.config
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1]), tokens.shape)
@@ -173,10 +177,16 @@ class Decoder(nn.Module):
     x = layers.RMSNorm(cfg, name='final_norm')(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     if cfg.tie_embeddings:
-      logits = embedder.attend(x) / np.sqrt(cfg.d_model)  # T5's rescaling for tied weights
+      kernel, equation, vocab_axis = embedder.embedding, 'ble,ve->blv', 0
     else:
-      logits = layers.dense(self, 'logits_dense', x, 'ble,ev->blv', (cfg.d_model, cfg.vocab_size),
-                            ('embed', 'vocab'))
+      kernel = layers.param_with_axes(self, 'logits_dense', layers.dense_init,
+                                      (cfg.d_model, cfg.vocab_size), ('embed', 'vocab'))
+      equation, vocab_axis = 'ble,ev->blv', 1
+    if vocab_ids is not None:
+      kernel = jnp.take(kernel, vocab_ids, axis=vocab_axis)
+    logits = layers.accumulating_einsum(equation, x, kernel.astype(x.dtype))
+    if cfg.tie_embeddings:
+      logits = logits / np.sqrt(cfg.d_model)  # T5's rescaling for tied weights
     logits = nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
     if cache is None:
       return logits

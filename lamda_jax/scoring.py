@@ -38,9 +38,10 @@ def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, mod
   copied nor grown: the added cost is a few tokens per attribute.
   """
   rows = next_positions.shape[0]
+  rating_ids = jnp.stack([zero_id, one_id])  # only their logits are computed
   apply = lambda tokens, positions, segments, cache: model.apply(  # pylint: disable=unnecessary-lambda-assignment
       {'params': params}, jnp.broadcast_to(tokens, (rows, tokens.shape[-1])), positions,
-      jnp.broadcast_to(segments, (rows, tokens.shape[-1])), cache=cache)
+      jnp.broadcast_to(segments, (rows, tokens.shape[-1])), cache=cache, vocab_ids=rating_ids)
   # Leading tokens every suffix shares (e.g. the space before the attribute
   # word) run once for all attributes.
   shared = 0
@@ -64,8 +65,7 @@ def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, mod
   def score_attribute(cache, suffix):
     suffix_tokens, suffix_segments, at = suffix
     logits, written = apply(suffix_tokens, positions, suffix_segments, cache)
-    at_rating = jnp.take(logits, at, axis=1)  # [rows, vocab]
-    two_way = jnp.stack([at_rating[:, zero_id], at_rating[:, one_id]], axis=-1)
+    two_way = jnp.take(logits, at, axis=1)  # [rows, 2]: the logits of '0' and '1'
     return written.replace(length=cache.length), jax.nn.softmax(two_way, axis=-1)[:, 1]
 
   cache, probability = jax.lax.scan(score_attribute, cache, (tokens, segments, rating_at))
@@ -80,7 +80,7 @@ def _prefill(params, inputs, lengths, *, model):
   positions = jnp.where(is_prefix, jnp.arange(length)[None, :], 0)
   cache = KVCache.empty(model.config, batch, length + _SUFFIX_SLOTS)
   _, cache = model.apply({'params': params}, inputs, positions, is_prefix.astype(jnp.int32),
-                         cache=cache)
+                         cache=cache, vocab_ids=jnp.zeros((1,), jnp.int32))  # logits unused
   return cache
 
 

@@ -55,6 +55,20 @@ def test_matches_numpy_reference(changes):
   np.testing.assert_allclose(logits, want, rtol=2e-4, atol=2e-4)
 
 
+@pytest.mark.parametrize('tie_embeddings', [False, True])
+def test_logits_of_chosen_vocab_ids_match_the_numpy_reference(tie_embeddings):
+  cfg = _variant(tie_embeddings=tie_embeddings)
+  tokens = _tokens((2, 6))
+  params = _init(cfg, tokens)
+  vocab_ids = jnp.asarray([4, 90, 4, 17])  # any order, repeats allowed
+  logits = _apply(cfg, params, tokens, vocab_ids=vocab_ids)
+  want = numpy_reference.decoder(jax.tree.map(lambda x: np.asarray(x, np.float64), nn.unbox(params)),
+                                 cfg, np.asarray(tokens), np.tile(np.arange(6), (2, 1)),
+                                 np.ones((2, 6), np.int32))
+  assert logits.shape == (2, 6, 4)
+  np.testing.assert_allclose(logits, want[..., [4, 90, 4, 17]], rtol=2e-4, atol=2e-4)
+
+
 def test_numpy_reference_on_packed_and_padded_rows():
   tokens = _tokens((2, 12))
   segment_ids = np.array([[1] * 5 + [2] * 7, [1] * 9 + [0] * 3])
