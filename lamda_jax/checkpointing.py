@@ -39,10 +39,24 @@ class Checkpointer:
 
   def restore_latest(self, abstract_state):
     """(state, data_state) of the newest readable checkpoint, or None if there is none."""
+    restored = self._restore_newest(ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    return None if restored is None else (restored.state, restored.data)
+
+  def restore_latest_params(self, abstract_params):
+    """Only the parameters of the newest readable checkpoint (None if there is
+    none), read straight into the dtypes and shardings of `abstract_params`:
+    the optimizer state is never loaded."""
+    item = {'params': abstract_params}
+    restored = self._restore_newest(ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        partial_restore=True)))
+    return None if restored is None else restored.state['params']
+
+  def _restore_newest(self, args):
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        restored = self.manager.restore(step, args=args)
       except Exception as error:  # pylint: disable=broad-except  # any unreadable checkpoint
         logging.warning('Checkpoint %s/%d is unreadable (%s: %s); trying the previous one.',
                         self.directory, step, type(error).__name__, error)
@@ -50,7 +64,7 @@ class Checkpointer:
           logging.warning('Moved it to %s/%d.unreadable.', self.directory, step)
           self._move_aside(step)
         continue
-      return restored.state, restored.data
+      return restored
     return None
 
   def _move_aside(self, step: int):

@@ -45,8 +45,7 @@ class Responder:
     self.rules = experiment.logical_axis_rules
     self.model = Decoder(experiment.model)
     self.sampling = decoding.Sampling.from_config(cfg)
-    self.params = decoding.inference_params(
-        train.latest_parameters(experiment, run_dir, 'decode.from_run'), experiment.model)
+    self.params = train.latest_parameters(experiment, run_dir, 'decode.from_run')
     self.rng = jax.random.key(cfg.seed)
     self.calls = 0
 

@@ -19,6 +19,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from lamda_jax import decoding
 from lamda_jax import input_pipeline
 from lamda_jax import metrics as metrics_lib
 from lamda_jax import model_stats
@@ -135,12 +136,21 @@ def restore_state(run_dir: str, experiment, abstract, field: str) -> train_state
 
 
 def latest_parameters(experiment: ExperimentConfig, run_dir: str, field: str):
-  """The latest parameters of a run, on a mesh of their own, for modes that only read a model."""
+  """The latest parameters of a run, for modes that only read a model: on a
+  mesh of their own, in `decoding.inference_params`'s dtypes, read straight
+  into those (no optimizer state, no float32 copy of bf16 weights)."""
   mesh = partitioning.create_mesh(experiment)
   model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
   with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
-    abstract, _ = train_state.abstract_state(experiment, model, optimizer, mesh)
-    return restore_state(run_dir, experiment, abstract, field).params
+    stored = train_state.abstract_state(experiment, model, optimizer, mesh)[0].params
+    for_inference = jax.eval_shape(
+        functools.partial(decoding.inference_params, cfg=experiment.model), stored)
+    wanted = jax.tree.map(lambda leaf, cast: jax.ShapeDtypeStruct(
+        leaf.shape, cast.dtype, sharding=leaf.sharding), stored, for_inference)
+    params = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest_params(wanted)
+  if params is None:
+    raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
+  return params
 
 
 def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '',

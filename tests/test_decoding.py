@@ -14,7 +14,9 @@ from lamda_jax import optimizers
 from lamda_jax import partitioning
 from lamda_jax import scoring
 from lamda_jax import tokenizer as tokenizer_lib
+from lamda_jax import train
 from lamda_jax import train_state
+from lamda_jax.checkpointing import Checkpointer
 from lamda_jax.config import ModelConfig
 from lamda_jax.model import Decoder
 from tests import training_helpers
@@ -208,3 +210,27 @@ def test_inference_params_decode_and_score_exactly_like_the_stored_ones(tie_embe
                     np.asarray(scores)])
   for stored, once in zip(*results):
     np.testing.assert_array_equal(once, stored)
+
+
+def test_latest_parameters_reads_only_the_parameters_in_inference_dtypes(tmp_path):
+  """Serving reads a run's weights straight into bf16 kernels and never its
+  optimizer state: a reader configured with another optimizer still loads."""
+  trained = training_helpers.experiment(mesh=(-1, 1, 1), model={'dtype': 'bfloat16'})  # AdamW
+  model, optimizer = Decoder(trained.model), optimizers.make_optimizer(trained.train)
+  mesh = partitioning.create_mesh(trained)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(trained.logical_axis_rules):
+    _, shardings = train_state.abstract_state(trained, model, optimizer, mesh)
+    state = train_state.create(trained, model, optimizer, shardings)
+    checkpointer = Checkpointer(str(tmp_path), trained.train)
+    checkpointer.save(7, state, {})
+    checkpointer.close()
+  reader = dataclasses.replace(trained, train=dataclasses.replace(trained.train,
+                                                                  optimizer='adafactor'))
+  params = train.latest_parameters(reader, str(tmp_path), 'decode.from_run')
+  want = decoding.inference_params(jax.device_get(state.params), trained.model)
+  assert jax.tree.structure(params) == jax.tree.structure(want)
+  for got, expected in zip(jax.tree.leaves(params), jax.tree.leaves(want)):
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+  with pytest.raises(FileNotFoundError, match='config.decode.from_run: no readable checkpoint'):
+    train.latest_parameters(reader, str(tmp_path / 'empty'), 'decode.from_run')
