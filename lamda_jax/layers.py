@@ -11,6 +11,7 @@ import operator
 
 import flax.linen as nn
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 import numpy as np
 
@@ -18,6 +19,7 @@ from lamda_jax.config import ModelConfig
 
 # A large negative bias instead of -inf: fully masked rows (padding) stay finite.
 MASKED = -1e10
+PROJECTION = 'projection'  # the checkpoint name of every dense() output
 
 ACTIVATION_FUNCTIONS = {
     'gelu': functools.partial(nn.gelu, approximate=True),  # T5.1.1's tanh form
@@ -44,10 +46,14 @@ def param_with_axes(module: nn.Module, name: str, init, shape, axes):
 
 
 def dense(module: nn.Module, name: str, x, equation: str, shape, axes, init=dense_init):
-  """A bias-free projection `einsum(equation, x, kernel)` in the compute dtype."""
+  """A bias-free projection `einsum(equation, x, kernel)` in the compute dtype.
+
+  Its output is named PROJECTION for the remat policies: to `jax.checkpoint`
+  it is a custom-VJP call, not a dot."""
   kernel = param_with_axes(module, name, init, shape, axes)
   dtype = jnp.dtype(module.config.dtype)
-  return accumulating_einsum(equation, x.astype(dtype), kernel.astype(dtype))
+  return checkpoint_name(accumulating_einsum(equation, x.astype(dtype), kernel.astype(dtype)),
+                         PROJECTION)
 
 
 def _einsum_f32(equation: str, a, b):

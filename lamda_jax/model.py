@@ -7,6 +7,7 @@ sampled token, a discriminator's attribute suffix) against the cached slots and
 returns the cache with the chunk written into the next slots.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -18,10 +19,15 @@ import numpy as np
 from lamda_jax import layers
 from lamda_jax.config import ModelConfig
 
+# Projections are custom-VJP calls, not dots, to jax.checkpoint: they are kept by name.
+_with_projections = functools.partial(
+    jax.checkpoint_policies.save_from_both_policies,
+    jax.checkpoint_policies.save_only_these_names(layers.PROJECTION))
 REMAT_POLICIES = {
     'full': jax.checkpoint_policies.nothing_saveable,  # recompute everything
-    'dots': jax.checkpoint_policies.checkpoint_dots,  # keep every matmul output
-    'dots_no_batch': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep projections
+    'dots': _with_projections(jax.checkpoint_policies.checkpoint_dots),  # every matmul output
+    'dots_no_batch': _with_projections(  # the projections; attention is recomputed
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable),
 }
 
 

@@ -137,6 +137,20 @@ def test_remat_policies_keep_gradients(policy):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
 
 
+@pytest.mark.parametrize('policy,kept', [('full', 0), ('dots', 2), ('dots_no_batch', 2)])
+def test_dot_remat_policies_keep_the_projection_outputs(policy, kept, capsys):
+  """The MLP's two [batch, length, d_ff] input projections per layer are saved
+  for the backward pass under the dot policies, recomputed under 'full'."""
+  cfg = _variant(remat_policy=policy, scan_layers=False)
+  tokens = _tokens((2, 8))
+  params = nn.unbox(_init(cfg, tokens))
+  jax.ad_checkpoint.print_saved_residuals(
+      lambda p: jnp.sum(Decoder(cfg).apply({'params': p}, tokens)), params)
+  saved = capsys.readouterr().out.splitlines()
+  mlp_inputs = [line for line in saved if line.startswith(f'f32[2,8,{cfg.d_ff}]')]
+  assert len(mlp_inputs) == kept * cfg.num_layers, saved
+
+
 def test_dropout_only_in_training_mode():
   cfg = _variant(dropout_rate=0.5)
   tokens = _tokens((1, 8))
