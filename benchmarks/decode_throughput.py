@@ -34,7 +34,7 @@ from lamda_jax.model import Decoder
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
-_REPEATS = flags.DEFINE_integer('repeats', 2, 'Timed generations per measurement (after one '
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed generations per measurement (after one '
                                 'compiling run).')
 CANDIDATES, PROMPT, NEW_TOKENS = 16, 128, 64
 SUFFIXES = ((5, 6, 7), (5, 8, 7), (5, 9, 7), (5, 10, 7))  # four 3-token attribute suffixes
