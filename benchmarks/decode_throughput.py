@@ -16,8 +16,7 @@ import subprocess
 import sys
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -25,12 +24,9 @@ import numpy as np
 
 from configs import bench
 from lamda_jax import config as config_lib
-from lamda_jax import decoding
-from lamda_jax import optimizers
-from lamda_jax import partitioning
-from lamda_jax import scoring
-from lamda_jax import train_state
-from lamda_jax.model import Decoder
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import decoding, scoring
+from lamda_jax.training import optimizers, partitioning, train_state
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
@@ -63,8 +59,9 @@ def measure(experiment, repeats: int) -> dict:
         params, jnp.asarray(prompt), jnp.asarray([PROMPT]), jax.random.key(0), model=model,
         sampling=sampling), repeats)
     cache = out['cache']
-    score = lambda cache: scoring.score_cached(  # pylint: disable=unnecessary-lambda-assignment
-        params, cache, out['next_positions'], 3, 4, model=model, suffixes=SUFFIXES)
+    def score(cache):
+      return scoring.score_cached(params, cache, out['next_positions'], 3, 4, model=model,
+                                  suffixes=SUFFIXES)
     _, cache = jax.block_until_ready(score(cache))  # compile
     start = time.perf_counter()
     for _ in range(repeats):  # the cache comes back with its prefixes intact

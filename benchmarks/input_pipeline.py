@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks import train_throughput
 from configs import tiny
 from lamda_jax import config as config_lib
-from lamda_jax import input_pipeline
+from lamda_jax.data import pipeline
 
 
 def main(argv):
@@ -26,10 +26,10 @@ def main(argv):
   experiment = config_lib.load(tiny.get_config())
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
-    input_pipeline.build(experiment, workdir)
+    pipeline.build(experiment, workdir)
     cold = time.perf_counter() - start
     start = time.perf_counter()
-    built = input_pipeline.build(experiment, workdir)
+    built = pipeline.build(experiment, workdir)
     warm = time.perf_counter() - start
   rows = {name: len(r['targets']) for name, r in built.train.sources.items()}
   print(json.dumps({'benchmark': 'input_pipeline_build', 'config': experiment.name,

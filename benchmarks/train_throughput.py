@@ -1,7 +1,7 @@
 """Training throughput and MFU of lamda_jax, side by side with the peer, one run.
 
 For each config (tiny, bench): tokens/s of the real sharded train step
-(`train.jit_update`, AdamW, global-norm clipping), and MFU against this
+(`loop.jit_update`, AdamW, global-norm clipping), and MFU against this
 machine's matmul peak measured in the same run. The peer, HuggingFace
 LlamaForCausalLM on PyTorch (same dimensions, AdamW), runs in its own
 environment given by --peer_python. One JSON line per measurement.
@@ -15,21 +15,16 @@ import subprocess
 import sys
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 import flax.linen as nn
 import jax
 import numpy as np
 
 from configs import bench, tiny
 from lamda_jax import config as config_lib
-from lamda_jax import metrics
-from lamda_jax import model_stats
-from lamda_jax import optimizers
-from lamda_jax import partitioning
-from lamda_jax import train
-from lamda_jax import train_state
-from lamda_jax.model import Decoder
+from lamda_jax.model import stats
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.training import loop, metrics, optimizers, partitioning, train_state
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
@@ -52,7 +47,7 @@ def jax_throughput(experiment, steps: int) -> float:
     _, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
     state = train_state.create(experiment, model, optimizer, shardings)
     sharding = partitioning.batch_sharding(mesh, experiment.logical_axis_rules)
-    update = train.jit_update(experiment, model, optimizer, shardings, sharding)
+    update = loop.jit_update(experiment, model, optimizer, shardings, sharding)
     batch = jax.device_put(_full_batch(experiment), sharding)
     for _ in range(2):  # compile, then one more untimed step
       state, step_metrics = update(state, batch)
@@ -75,7 +70,7 @@ def main(argv):
     experiment = dataclasses.replace(experiment, train=dataclasses.replace(
         experiment.train, optimizer='adamw', learning_rate=1e-3, warmup_steps=0))
     cfg = experiment.model
-    flops = model_stats.flops_per_token(cfg, experiment.train.seq_len)['flops_per_token']
+    flops = stats.flops_per_token(cfg, experiment.train.seq_len)['flops_per_token']
     for precision in ('float32', 'bfloat16'):
       run = dataclasses.replace(experiment, model=dataclasses.replace(cfg, dtype=precision))
       tokens_per_second = jax_throughput(run, _STEPS.value)

@@ -22,25 +22,16 @@ import json
 import logging as python_logging
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from lamda_jax import chat
 from lamda_jax import config as config_lib
-from lamda_jax import distributed
-from lamda_jax import evaluation
-from lamda_jax import filtering
-from lamda_jax import finetune_data
-from lamda_jax import forward_check
-from lamda_jax import generate
-from lamda_jax import input_pipeline
-from lamda_jax import model_stats
-from lamda_jax import responder
-from lamda_jax import server
-from lamda_jax import train
+from lamda_jax.data import pipeline
+from lamda_jax.finetune import tasks
+from lamda_jax.model import stats
+from lamda_jax.serving import chat, evaluation, filtering, generate, responder, server
+from lamda_jax.training import distributed, forward_check, loop
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
@@ -54,7 +45,7 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
 
 def describe(experiment: config_lib.ExperimentConfig, workdir: str):
   del workdir  # describe writes nothing
-  print(json.dumps(model_stats.describe(experiment)))
+  print(json.dumps(stats.describe(experiment)))
 
 
 def forward(experiment: config_lib.ExperimentConfig, workdir: str):
@@ -62,18 +53,18 @@ def forward(experiment: config_lib.ExperimentConfig, workdir: str):
 
 
 def train_mode(experiment: config_lib.ExperimentConfig, workdir: str):
-  summary = train.run(experiment, workdir)
+  summary = loop.run(experiment, workdir)
   if jax.process_index() == 0:
     print(json.dumps({'mode': 'train', **summary}))
 
 
 def tokenizer_mode(experiment: config_lib.ExperimentConfig, workdir: str):
-  print(json.dumps(input_pipeline.tokenizer_report(experiment, workdir)))
+  print(json.dumps(pipeline.tokenizer_report(experiment, workdir)))
 
 
 def finetune_mode(experiment: config_lib.ExperimentConfig, workdir: str):
-  experiment = finetune_data.finetune_experiment(experiment)
-  summary = train.run(experiment, workdir, finetune_data.build(experiment, workdir),
+  experiment = tasks.finetune_experiment(experiment)
+  summary = loop.run(experiment, workdir, tasks.build(experiment, workdir),
                       init_from=experiment.finetune.init_from,
                       keep_optimizer_state=experiment.finetune.keep_optimizer_state)
   if jax.process_index() == 0:

@@ -11,7 +11,7 @@ import pytest
 
 from configs import tiny
 from lamda_jax import config as config_lib
-from lamda_jax import partitioning
+from lamda_jax.training import partitioning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) +

@@ -8,10 +8,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from lamda_jax import config as config_lib
-from lamda_jax import corpora
-from lamda_jax import datasets
-from lamda_jax import input_pipeline
 from lamda_jax.config import SourceConfig
+from lamda_jax.data import builders, corpora, pipeline
 from tests.configs import tiny_docs
 
 
@@ -28,7 +26,7 @@ def _write_jsonl(path, lines):
 
 
 def _prepare(tmp_path, kind, path, eval_fraction=0.25):
-  return datasets.prepare('source', SourceConfig(kind, 1.0, (path,)), [path],
+  return builders.prepare('source', SourceConfig(kind, 1.0, (path,)), [path],
                           str(tmp_path / 'tfds'), eval_fraction)
 
 
@@ -66,8 +64,8 @@ def test_documents_from_jsonl_and_text_files(tmp_path):
   (tmp_path / 'essay.txt').write_text('A whole file\nis one document.\n')
   (tmp_path / 'latin1.txt').write_bytes(b'caf\xe9')
   config = SourceConfig('documents', 1.0, (str(tmp_path / '*.txt'), jsonl))
-  paths = datasets.expand_paths('data.sources.docs.paths', config.paths)
-  source = datasets.prepare('docs', config, paths, str(tmp_path / 'tfds'), 1e-6)
+  paths = builders.expand_paths('data.sources.docs.paths', config.paths)
+  source = builders.prepare('docs', config, paths, str(tmp_path / 'tfds'), 1e-6)
   texts = sorted(record['text'] for _, record in source.records('train'))
   assert texts == ['A whole file\nis one document.\n', 'first']
   assert source.bad_records.to_json() == {
@@ -82,7 +80,7 @@ def test_split_is_by_conversation_and_stable(tmp_path):
   kept = {record['texts'][0] for _, record in source.records('train')}
   assert len(held) + len(kept) == 400 and not held & kept
   assert 0.18 < len(held) / 400 < 0.32
-  assert held == {f'q{i}' for i in range(400) if datasets.held_out(f'conversation-{i}', 0.25)}
+  assert held == {f'q{i}' for i in range(400) if builders.held_out(f'conversation-{i}', 0.25)}
 
 
 def test_editing_the_files_prepares_the_data_anew(tmp_path):
@@ -111,7 +109,7 @@ class ToyRegisteredCorpus(tfds.core.GeneratorBasedBuilder):
 def test_registered_tfds_dataset_by_name(tmp_path):
   ToyRegisteredCorpus(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
   config = SourceConfig('tfds', 1.0, tfds_name='toy_registered_corpus', text_field='content')
-  source = datasets.prepare('toy', config, [], str(tmp_path), 0.1)
+  source = builders.prepare('toy', config, [], str(tmp_path), 0.1)
   assert sorted(r['text'] for _, r in source.records('validation')) == ['article 8', 'article 9']
   assert len(list(source.records('train'))) == 8
 
@@ -121,7 +119,7 @@ def test_missing_corpus_path_is_a_clear_error(tmp_path):
   config.data.sources.python_docs.paths = (str(tmp_path / 'nowhere' / '*.jsonl'),)
   with pytest.raises(FileNotFoundError, match=r"config\.data\.sources\.python_docs\.paths: "
                                               r"'.*nowhere/\*\.jsonl' matches no file"):
-    input_pipeline.open_sources(config_lib.load(config), str(tmp_path))
+    pipeline.open_sources(config_lib.load(config), str(tmp_path))
 
 
 def test_wordnet_reader_on_real_format(tmp_path):
@@ -171,35 +169,35 @@ def _dialog_pipeline(tmp_path, write=True):
   config.data.eval_fraction = 1e-6
   config.model.vocab_size = 300
   experiment = config_lib.load(config)
-  sources = input_pipeline.open_sources(experiment, str(tmp_path))
-  return sources, input_pipeline.tokenizer_for(experiment, str(tmp_path), sources), path
+  sources = pipeline.open_sources(experiment, str(tmp_path))
+  return sources, pipeline.tokenizer_for(experiment, str(tmp_path), sources), path
 
 
 def test_pipeline_reports_turns_too_long_for_a_row(tmp_path):
   sources, tokenizer, path = _dialog_pipeline(tmp_path)
-  bad = datasets.BadRecords()
-  kept = list(input_pipeline.examples(sources['talk'], 'train', tokenizer, 128, bad))
+  bad = builders.BadRecords()
+  kept = list(pipeline.examples(sources['talk'], 'train', tokenizer, 128, bad))
   assert bad.to_json() == {'a turn is longer than seq_len 128': [f'{path}:2 (turn 0)']}
   assert tokenizer.decode(list(kept[0].tokens[:-1])) == 'A: short\nB: reply'
 
 
 def test_packed_rows_cache_replays_rows_and_reports(tmp_path):
   sources, tokenizer, path = _dialog_pipeline(tmp_path)
-  first = input_pipeline.packed_rows(sources['talk'], 'train', tokenizer, 128, str(tmp_path))
+  first = pipeline.packed_rows(sources['talk'], 'train', tokenizer, 128, str(tmp_path))
   assert len(os.listdir(tmp_path / 'packed')) == 1
   reopened, _, _ = _dialog_pipeline(tmp_path, write=False)  # a restart: same files and workdir
-  second = input_pipeline.packed_rows(reopened['talk'], 'train', tokenizer, 128, str(tmp_path))
+  second = pipeline.packed_rows(reopened['talk'], 'train', tokenizer, 128, str(tmp_path))
   for field in first:
     np.testing.assert_array_equal(first[field], second[field])
   assert reopened['talk'].bad_records.to_json() == {
       'a turn is longer than seq_len 128': [f'{path}:2 (turn 0)']}
-  input_pipeline.packed_rows(reopened['talk'], 'train', tokenizer, 64, str(tmp_path))
+  pipeline.packed_rows(reopened['talk'], 'train', tokenizer, 64, str(tmp_path))
   assert len(os.listdir(tmp_path / 'packed')) == 2  # another seq_len, another entry
 
 
 def test_built_datasets_mix_and_hold_out(tmp_path):
   experiment = config_lib.load(tiny_docs.get_config())
-  built = input_pipeline.build(experiment, str(tmp_path))
+  built = pipeline.build(experiment, str(tmp_path))
   assert 0.9 < built.packing_efficiency <= 1.0
   batch = built.train.batch(0)
   assert batch['targets'].shape == (experiment.train.batch_size, experiment.train.seq_len)

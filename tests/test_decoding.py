@@ -9,16 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lamda_jax import decoding
-from lamda_jax import optimizers
-from lamda_jax import partitioning
-from lamda_jax import scoring
-from lamda_jax import tokenizer as tokenizer_lib
-from lamda_jax import train
-from lamda_jax import train_state
-from lamda_jax.checkpointing import Checkpointer
 from lamda_jax.config import ModelConfig
-from lamda_jax.model import Decoder
+from lamda_jax.data import tokenizer as tokenizer_lib
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import decoding, scoring
+from lamda_jax.training import loop, optimizers, partitioning, train_state
+from lamda_jax.training.checkpointing import Checkpointer
 from tests import training_helpers
 
 CFG = ModelConfig(num_layers=2, d_model=32, num_heads=4, head_dim=8, d_ff=48, vocab_size=61,
@@ -157,8 +153,10 @@ def test_scores_from_the_decoding_cache_equal_full_passes(suffixes):
     assert out['tokens'][row, candidate, length] == tokenizer_lib.EOS_ID
     assert tokenizer_lib.EOS_ID not in list(np.asarray(out['tokens'][row, candidate, :length]))
   zero_id, one_id = 4, 6
-  score = lambda cache: scoring.score_cached(params, cache, out['next_positions'], zero_id,  # pylint: disable=unnecessary-lambda-assignment
-                                             one_id, model=model, suffixes=suffixes)
+  def score(cache):
+    return scoring.score_cached(params, cache, out['next_positions'], zero_id, one_id,
+                                model=model, suffixes=suffixes)
+
   got, cache = score(out['cache'])
   again, _ = score(cache)
   np.testing.assert_allclose(again, got, rtol=1e-6)
@@ -226,11 +224,11 @@ def test_latest_parameters_reads_only_the_parameters_in_inference_dtypes(tmp_pat
     checkpointer.close()
   reader = dataclasses.replace(trained, train=dataclasses.replace(trained.train,
                                                                   optimizer='adafactor'))
-  params = train.latest_parameters(reader, str(tmp_path), 'decode.from_run')
+  params = loop.latest_parameters(reader, str(tmp_path), 'decode.from_run')
   want = decoding.inference_params(jax.device_get(state.params), trained.model)
   assert jax.tree.structure(params) == jax.tree.structure(want)
   for got, expected in zip(jax.tree.leaves(params), jax.tree.leaves(want)):
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
   with pytest.raises(FileNotFoundError, match='config.decode.from_run: no readable checkpoint'):
-    train.latest_parameters(reader, str(tmp_path / 'empty'), 'decode.from_run')
+    loop.latest_parameters(reader, str(tmp_path / 'empty'), 'decode.from_run')

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 
 from lamda_jax import config as config_lib
-from lamda_jax import evaluation
-from lamda_jax import finetune_format
-from lamda_jax import input_pipeline
-from lamda_jax import ranking
-from lamda_jax import scoring
-from lamda_jax import train
-from lamda_jax.dialog import Turn
-from lamda_jax.model import Decoder
+from lamda_jax.data import pipeline
+from lamda_jax.data.dialog import Turn
+from lamda_jax.finetune import formats
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import evaluation, ranking, scoring
+from lamda_jax.training import loop
 
 
 def test_auc_hand_worked():
@@ -48,8 +46,8 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
       decode=config_lib.DecodeConfig(num_candidates=4, max_new_tokens=8))
   results = evaluation.run(experiment, str(tmp_path / 'out'))
 
-  params = train.latest_parameters(experiment, run_dir, 'eval.from_run')
-  tokenizer = input_pipeline.tokenizer_for(experiment, run_dir)
+  params = loop.latest_parameters(experiment, run_dir, 'eval.from_run')
+  tokenizer = pipeline.tokenizer_for(experiment, run_dir)
   direct = scoring.score(params, Decoder(experiment.model), tokenizer,
                          [tuple(Turn(**t) for t in r['context']) for r in records],
                          [r['response']['text'] for r in records], ('SENSIBLE', 'UNSAFE'), 64)
@@ -62,7 +60,7 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
   assert 'SPECIFIC/count' not in results  # no response rates it
   assert any((tmp_path / 'out' / 'tensorboard').iterdir())
   assert results['sampled/contexts'] == 3
-  for attribute in finetune_format.ATTRIBUTES:
+  for attribute in formats.ATTRIBUTES:
     assert 0 <= results[f'sampled/{attribute}/candidates_rate'] <= 1
 
 

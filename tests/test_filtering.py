@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 
 from lamda_jax import config as config_lib
-from lamda_jax import filtering
-from lamda_jax import finetune_format
-from lamda_jax import input_pipeline
-from lamda_jax import labels
-from lamda_jax import scoring
-from lamda_jax import train
-from lamda_jax.dialog import Turn
-from lamda_jax.model import Decoder
+from lamda_jax.data import pipeline
+from lamda_jax.data.dialog import Turn
+from lamda_jax.finetune import formats, labels
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import filtering, scoring
+from lamda_jax.training import loop
 
 
 def _candidates(tmp_path):
@@ -32,12 +30,12 @@ def _candidates(tmp_path):
 def test_filter_keeps_exactly_the_candidates_above_the_thresholds(tmp_path, a_run):
   experiment, run_dir = a_run
   path, lines = _candidates(tmp_path)
-  params = train.latest_parameters(experiment, run_dir, 'filter.from_run')
-  tokenizer = input_pipeline.tokenizer_for(experiment, run_dir)
+  params = loop.latest_parameters(experiment, run_dir, 'filter.from_run')
+  tokenizer = pipeline.tokenizer_for(experiment, run_dir)
   scores = scoring.score(params, Decoder(experiment.model), tokenizer,
                          [tuple(Turn(**t) for t in line['context']) for line in lines[:40]],
                          [line['response']['text'] for line in lines[:40]],
-                         finetune_format.ATTRIBUTES, 64)
+                         formats.ATTRIBUTES, 64)
   sensible_min, unsafe_max = np.median(scores[:, 0]), np.median(scores[:, 3])
   keep = (scores[:, 0] >= sensible_min) & (scores[:, 3] <= unsafe_max)
 
@@ -53,7 +51,7 @@ def test_filter_keeps_exactly_the_candidates_above_the_thresholds(tmp_path, a_ru
   assert [k['origin'] for k in kept] == [f'{path}:{i + 1}' for i in np.flatnonzero(keep)]
   for record, i in zip(kept, np.flatnonzero(keep)):
     assert record['response'] == lines[i]['response']
-    np.testing.assert_allclose([record['scores'][a] for a in finetune_format.ATTRIBUTES],
+    np.testing.assert_allclose([record['scores'][a] for a in formats.ATTRIBUTES],
                                scores[i], rtol=1e-5)
   assert json.loads((tmp_path / 'out' / 'filter_report.json').read_text()) == report
 

@@ -9,17 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from lamda_jax import checkpointing
 from lamda_jax import config as config_lib
-from lamda_jax import finetune_data
-from lamda_jax import input_pipeline
-from lamda_jax import optimizers
-from lamda_jax import partitioning
-from lamda_jax import scoring
-from lamda_jax import train
-from lamda_jax import train_state
-from lamda_jax.dialog import Turn
-from lamda_jax.model import Decoder
+from lamda_jax.data import pipeline
+from lamda_jax.data.dialog import Turn
+from lamda_jax.finetune import tasks
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import scoring
+from lamda_jax.training import checkpointing, loop, optimizers, partitioning, train_state
 from tests.configs import tiny_docs
 
 # Common words of Python's documentation: single pieces of the tiny tokenizer.
@@ -47,7 +43,7 @@ def _experiment(tmp_path, records, finetune=None, **train):
   config = tiny_docs.get_config()
   config.finetune.update(dict(labels=(str(path),)), **(finetune or {}))
   config.train.update(dict(seq_len=64, batch_size=16, eval_every=0, log_every=50), **train)
-  return finetune_data.finetune_experiment(config_lib.load(config))
+  return tasks.finetune_experiment(config_lib.load(config))
 
 
 def test_task_rows_carry_the_papers_masks(tmp_path):
@@ -60,10 +56,10 @@ def test_task_rows_carry_the_papers_masks(tmp_path):
        'labels': {'SENSIBLE': 1, 'UNSAFE': 1}},
   ]
   experiment = _experiment(tmp_path, records, finetune={'eval_fraction': 1e-6}, steps=1)
-  built = finetune_data.build(experiment, str(tmp_path))
+  built = tasks.build(experiment, str(tmp_path))
   rows = built.train.sources
   assert set(rows) == {'generator', 'SENSIBLE', 'SPECIFIC', 'UNSAFE'}
-  tokenizer = input_pipeline.tokenizer_for(experiment, str(tmp_path))
+  tokenizer = pipeline.tokenizer_for(experiment, str(tmp_path))
 
   def weighted_pieces(task):
     r = rows[task]
@@ -76,7 +72,7 @@ def test_task_rows_carry_the_papers_masks(tmp_path):
   assert tokenizer.decode([int(t) for t in generator['targets'][generator['loss_weights'] > 0]]) \
       == 'hi'
   assert (rows['SENSIBLE']['task_ids'][rows['SENSIBLE']['segment_ids'] > 0] ==
-          finetune_data.TASKS.index('SENSIBLE')).all()
+          tasks.TASKS.index('SENSIBLE')).all()
   assert built.train.counts['generator'] == 512  # half the mixture; the rest split by attribute
 
 
@@ -95,11 +91,11 @@ def _final_params(experiment, workdir):
 def test_discriminator_learns_a_rule_to_auc_above_0_9(tmp_path):
   experiment = _experiment(tmp_path, repeats_a_word(20_000, seed=0),
                            finetune={'generator_weight': 0.0}, steps=800, checkpoint_every=800)
-  summary = train.run(experiment, str(tmp_path), finetune_data.build(experiment, str(tmp_path)))
+  summary = loop.run(experiment, str(tmp_path), tasks.build(experiment, str(tmp_path)))
   assert summary['SENSIBLE/accuracy'] > 0.8
   held_out = list(repeats_a_word(300, seed=1))  # new contexts and responses
   params = _final_params(experiment, str(tmp_path)).params
-  tokenizer = input_pipeline.tokenizer_for(experiment, str(tmp_path))
+  tokenizer = pipeline.tokenizer_for(experiment, str(tmp_path))
   probability = scoring.score(
       params, Decoder(experiment.model), tokenizer,
       [(Turn('A', r['context'][0]['text']),) for r in held_out],
@@ -123,13 +119,13 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
   pretrain = dataclasses.replace(pretrain, train=dataclasses.replace(
       pretrain.train, steps=3, checkpoint_every=3, eval_every=0))
   pretrained_dir = tmp_path / 'pretrain'
-  train.run(pretrain, str(pretrained_dir))
+  loop.run(pretrain, str(pretrained_dir))
   pretrained = _final_params(pretrain, str(pretrained_dir))
 
   experiment = _experiment(tmp_path, repeats_a_word(50, 0), steps=1, checkpoint_every=1,
                            learning_rate=1e-9, finetune={'init_from': str(pretrained_dir)})
   finetune_dir = tmp_path / 'finetune'
-  summary = train.run(experiment, str(finetune_dir), finetune_data.build(experiment,
+  summary = loop.run(experiment, str(finetune_dir), tasks.build(experiment,
                                                                          str(finetune_dir)),
                       init_from=str(pretrained_dir))
   # It reads text exactly as the pre-trained run did: that run's tokenizer, copied.
@@ -148,7 +144,7 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
   # The optimizer started fresh (one update counted) unless asked to keep it.
   assert _optimizer_counts(pretrained) == {3} and _optimizer_counts(tuned) == {1}
   kept_dir = tmp_path / 'finetune_kept'
-  train.run(experiment, str(kept_dir), finetune_data.build(experiment, str(kept_dir)),
+  loop.run(experiment, str(kept_dir), tasks.build(experiment, str(kept_dir)),
             init_from=str(pretrained_dir), keep_optimizer_state=True)
   kept = _final_params(experiment, str(kept_dir))
   assert int(kept.step) == 1 and _optimizer_counts(kept) == {4}
@@ -157,4 +153,4 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
   other_dir.mkdir()
   (other_dir / 'tokenizer.model').write_bytes(b'not the same tokenizer')
   with pytest.raises(config_lib.ConfigError, match='config.finetune.init_from: .* differs'):
-    finetune_data.build(experiment, str(other_dir))
+    tasks.build(experiment, str(other_dir))

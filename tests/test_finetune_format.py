@@ -5,13 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from lamda_jax import corpora
-from lamda_jax import datasets
-from lamda_jax import finetune_format
-from lamda_jax import labels
-from lamda_jax import packing
-from lamda_jax import tokenizer as tokenizer_lib
-from lamda_jax.dialog import Turn
+from lamda_jax.data import builders, corpora, packing
+from lamda_jax.data import tokenizer as tokenizer_lib
+from lamda_jax.data.dialog import Turn
+from lamda_jax.finetune import formats, labels
 
 CONTEXT = (Turn('A', "What's up?"),)
 
@@ -27,7 +24,7 @@ def _weighted_text(tokenizer, example):
 
 
 def test_generator_example_weighs_only_the_response_and_eos(tokenizer):
-  example = finetune_format.generator_example(tokenizer, CONTEXT, 'not much.', seq_len=64)
+  example = formats.generator_example(tokenizer, CONTEXT, 'not much.', seq_len=64)
   assert tokenizer.decode(list(example.tokens)) == "A: What's up? RESPONSE not much."
   prefix = tokenizer.encode("A: What's up? RESPONSE")
   response = tokenizer.encode('not much.')
@@ -38,9 +35,9 @@ def test_generator_example_weighs_only_the_response_and_eos(tokenizer):
 
 
 def test_discriminator_example_weighs_only_the_rating(tokenizer):
-  for attribute in finetune_format.ATTRIBUTES:
+  for attribute in formats.ATTRIBUTES:
     for rating in (0, 1):
-      example = finetune_format.discriminator_example(tokenizer, CONTEXT, 'not much.', attribute,
+      example = formats.discriminator_example(tokenizer, CONTEXT, 'not much.', attribute,
                                                       rating, seq_len=64)
       assert tokenizer.decode(list(example.tokens)) == (
           f"A: What's up? RESPONSE not much. {attribute} {rating}")
@@ -49,7 +46,7 @@ def test_discriminator_example_weighs_only_the_rating(tokenizer):
 
 
 def test_packed_weights_land_on_the_targets_of_the_response(tokenizer):
-  example = finetune_format.generator_example(tokenizer, CONTEXT, 'not much.', seq_len=64)
+  example = formats.generator_example(tokenizer, CONTEXT, 'not much.', seq_len=64)
   row = packing.pack([example], seq_len=64)
   weighted = row['targets'][0][row['loss_weights'][0] > 0]
   assert tokenizer.decode([int(t) for t in weighted]) == 'not much.'
@@ -59,7 +56,7 @@ def test_packed_weights_land_on_the_targets_of_the_response(tokenizer):
 
 def test_long_context_loses_turns_from_the_left_never_the_response(tokenizer):
   context = tuple(Turn('AB'[i % 2], f'turn number {i} says something') for i in range(30))
-  example = finetune_format.generator_example(tokenizer, context, 'the reply stays whole',
+  example = formats.generator_example(tokenizer, context, 'the reply stays whole',
                                               seq_len=48)
   text = tokenizer.decode(list(example.tokens))
   assert len(example.tokens) <= 48
@@ -69,8 +66,8 @@ def test_long_context_loses_turns_from_the_left_never_the_response(tokenizer):
 
 
 def test_a_response_too_long_for_a_row_is_refused(tokenizer):
-  with pytest.raises(finetune_format.TooLong, match='exceeds seq_len 16'):
-    finetune_format.generator_example(tokenizer, CONTEXT, 'word ' * 40, seq_len=16)
+  with pytest.raises(formats.TooLong, match='exceeds seq_len 16'):
+    formats.generator_example(tokenizer, CONTEXT, 'word ' * 40, seq_len=16)
 
 
 @pytest.mark.parametrize('votes,want', [
@@ -141,14 +138,14 @@ def test_the_tfds_labels_builder_keeps_every_record_and_splits_by_conversation(t
         if i % 2 else {'SPECIFIC': int(rng.integers(0, 2)), 'SENSIBLE': 1})
     records.append(record)
   path = _labels_file(tmp_path, *records)
-  splits = datasets.prepare_labels('finetune.labels', [path], str(tmp_path / 'tfds'), 0.3)
+  splits = builders.prepare_labels('finetune.labels', [path], str(tmp_path / 'tfds'), 0.3)
   direct = {r.origin: r for r in labels.read(path)}
   prepared = [r for split in splits.values() for r in split]
   assert sorted(r.origin for r in prepared) == sorted(direct)
   for split, found in splits.items():
     for record in found:
       assert record == direct[record.origin]  # context, response, labels, conversation
-      assert (split == 'validation') == datasets.held_out(record.conversation, 0.3)
+      assert (split == 'validation') == builders.held_out(record.conversation, 0.3)
   assert set(splits) == {'train', 'validation'}
 
 
@@ -157,4 +154,4 @@ def test_the_tfds_labels_builder_fails_on_a_bad_line_naming_it(tmp_path):
                       {**GOOD, 'votes': {'UNSAFE': [0, 1]}})
   with pytest.raises(labels.LabelError,
                      match=f'^config.eval.labels: {path}:2: votes.UNSAFE: needs 3 votes'):
-    datasets.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 0.1)
+    builders.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 0.1)

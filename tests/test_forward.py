@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 from lamda_jax import config as config_lib
-from lamda_jax import corpora
-from lamda_jax import forward_check
-from lamda_jax import tokenizer as tokenizer_lib
+from lamda_jax.data import corpora
+from lamda_jax.data import tokenizer as tokenizer_lib
+from lamda_jax.training import forward_check
 from tests.configs import tiny_docs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

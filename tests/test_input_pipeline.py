@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lamda_jax import packing
-from lamda_jax.sampler import MixtureSampler
+from lamda_jax.data import packing
+from lamda_jax.data.sampler import MixtureSampler
 
 
 def test_pack_worked_example():

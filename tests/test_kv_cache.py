@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from lamda_jax.config import ModelConfig
-from lamda_jax.model import Decoder, KVCache
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.model.kv_cache import KVCache
 
 # max_distance 12 < sequence length, so far-away buckets are exercised too.
 CFG = ModelConfig(num_layers=3, d_model=32, num_heads=4, head_dim=8, d_ff=48, vocab_size=97,

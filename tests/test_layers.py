@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lamda_jax import layers
 from lamda_jax.config import ModelConfig
+from lamda_jax.model import layers
 from tests import numpy_reference
 
 CFG = ModelConfig(num_layers=1, d_model=16, num_heads=2, head_dim=4, d_ff=24, vocab_size=50,
@@ -106,7 +106,9 @@ def test_accumulating_einsum_and_its_gradients_equal_autodiff_in_float32(equatio
 def test_accumulating_einsum_and_its_gradients_match_numpy_in_bfloat16(equation):
   x, kernel, grad = (a.astype(jnp.bfloat16) for a in _operands(equation, jax.random.key(1)))
   out, vjp = jax.vjp(functools.partial(layers.accumulating_einsum, equation), x, kernel)
-  as64 = lambda a: np.asarray(a, np.float64)  # pylint: disable=unnecessary-lambda-assignment
+  def as64(a):
+    return np.asarray(a, np.float64)
+
   operands, out_axes = equation.split('->')
   x_axes, kernel_axes = operands.split(',')
   want = (np.einsum(equation, as64(x), as64(kernel)),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lamda_jax.config import ModelConfig
-from lamda_jax.model import Decoder
+from lamda_jax.model.decoder import Decoder
 from tests import numpy_reference
 
 CFG = ModelConfig(num_layers=3, d_model=32, num_heads=4, head_dim=8, d_ff=48, vocab_size=97,
@@ -157,8 +157,9 @@ def test_dropout_only_in_training_mode():
   params = _init(cfg, tokens)
   eval_out = _apply(cfg, params, tokens)
   np.testing.assert_array_equal(eval_out, _apply(CFG, params, tokens))
-  train = lambda seed: _apply(cfg, params, tokens, deterministic=False,  # pylint: disable=unnecessary-lambda-assignment
-                              rngs={'dropout': jax.random.key(seed)})
+  def train(seed):
+    return _apply(cfg, params, tokens, deterministic=False, rngs={'dropout': jax.random.key(seed)})
+
   assert not np.allclose(train(0), eval_out)
   assert not np.allclose(train(0), train(1))
   np.testing.assert_array_equal(train(0), train(0))

@@ -11,7 +11,7 @@ import pytest
 from configs import bench, lamda_2b, lamda_8b, lamda_137b, tiny
 from experiments import tiny_swiglu
 from lamda_jax import config as config_lib
-from lamda_jax import model_stats
+from lamda_jax.model import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL = {module.__name__.split('.')[-1]: module for module in
@@ -31,42 +31,42 @@ def hand_count(m: config_lib.ModelConfig):
 @pytest.mark.parametrize('name', sorted(ALL))
 def test_param_counts_match_hand_formula(name):
   experiment = config_lib.load(ALL[name].get_config())
-  stats = model_stats.describe(experiment)
+  described = stats.describe(experiment)
   total, non_embedding = hand_count(experiment.model)
-  assert stats['params_total'] == total
-  assert stats['params_non_embedding'] == non_embedding
-  assert stats['param_bytes'] == 4 * total  # float32 parameters
+  assert described['params_total'] == total
+  assert described['params_non_embedding'] == non_embedding
+  assert described['param_bytes'] == 4 * total  # float32 parameters
 
 
 def test_tied_embeddings_count_once():
   config = tiny.get_config()
   config.model.tie_embeddings = True
   experiment = config_lib.load(config)
-  assert model_stats.describe(experiment)['params_total'] == hand_count(experiment.model)[0]
+  assert stats.describe(experiment)['params_total'] == hand_count(experiment.model)[0]
 
 
 @pytest.mark.parametrize('name,billions', [('lamda_2b', 2.1), ('lamda_8b', 8.6),
                                            ('lamda_137b', 137.4)])
 def test_paper_sizes(name, billions):
-  stats = model_stats.describe(config_lib.load(ALL[name].get_config()))
-  assert round(stats['params_non_embedding'] / 1e9, 1) == billions
+  described = stats.describe(config_lib.load(ALL[name].get_config()))
+  assert round(described['params_non_embedding'] / 1e9, 1) == billions
 
 
 def test_137b_shapes_are_the_papers():
-  stats = model_stats.describe(config_lib.load(lamda_137b.get_config()))
-  layers = stats['shapes']['layers']
+  described = stats.describe(config_lib.load(lamda_137b.get_config()))
+  layers = described['shapes']['layers']
   assert layers['attention']['query'] == [64, 8192, 128, 128]
   assert layers['mlp']['wi_0'] == [64, 8192, 65536]
-  assert stats['shapes']['relpos_bias']['rel_embedding'] == [128, 32]
-  assert stats['tokens_per_batch'] == 262_144  # the paper's 256K-token batches
+  assert described['shapes']['relpos_bias']['rel_embedding'] == [128, 32]
+  assert described['tokens_per_batch'] == 262_144  # the paper's 256K-token batches
 
 
 def test_flops_per_token_137b_by_hand():
-  stats = model_stats.describe(config_lib.load(lamda_137b.get_config()))
+  described = stats.describe(config_lib.load(lamda_137b.get_config()))
   weights = 64 * (4 * 8192 * 16384 + 3 * 8192 * 65536) + 8192 * 32000
-  assert stats['flops_per_token'] == 6 * weights + 12 * 64 * 128 * 128 * 2048
+  assert described['flops_per_token'] == 6 * weights + 12 * 64 * 128 * 128 * 2048
   # The paper: 3.55e23 FLOPs in total; at our per-token cost that is ~0.42T tokens.
-  assert 3.55e23 / stats['flops_per_token'] == pytest.approx(0.42e12, rel=0.02)
+  assert 3.55e23 / described['flops_per_token'] == pytest.approx(0.42e12, rel=0.02)
 
 
 def test_describe_cli_prints_one_json_line_without_allocating():
@@ -76,11 +76,11 @@ def test_describe_cli_prints_one_json_line_without_allocating():
        'describe'], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 1
-  stats = json.loads(lines[0])
+  described = json.loads(lines[0])
   for key in ('params_total', 'params_non_embedding', 'flops_per_token', 'param_bytes', 'shapes'):
-    assert key in stats
-  assert stats['params_non_embedding'] == 137_440_014_336
-  assert stats['param_bytes'] > 500e9
-  assert stats['logical_axes']['layers']['mlp']['wo'] == ['layers', 'mlp', 'embed']
-  assert math.isclose(stats['flops_per_token'], stats['flops_per_token_dense'] +
-                      stats['flops_per_token_attention'])
+    assert key in described
+  assert described['params_non_embedding'] == 137_440_014_336
+  assert described['param_bytes'] > 500e9
+  assert described['logical_axes']['layers']['mlp']['wo'] == ['layers', 'mlp', 'embed']
+  assert math.isclose(described['flops_per_token'], described['flops_per_token_dense'] +
+                      described['flops_per_token_attention'])

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lamda_jax import ranking
+from lamda_jax.serving import ranking
 
 FALLBACK = 'Let us talk about something else.'
 

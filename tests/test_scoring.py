@@ -4,13 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from lamda_jax import corpora
-from lamda_jax import finetune_format
-from lamda_jax import scoring
-from lamda_jax import tokenizer as tokenizer_lib
 from lamda_jax.config import ModelConfig
-from lamda_jax.dialog import Turn
-from lamda_jax.model import Decoder
+from lamda_jax.data import corpora
+from lamda_jax.data import tokenizer as tokenizer_lib
+from lamda_jax.data.dialog import Turn
+from lamda_jax.finetune import formats
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import scoring
 
 SEQ_LEN = 48
 
@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
 
 def _by_hand(tokenizer, model, params, context, response, attribute):
   """The rating probability from one unpadded forward pass, computed directly."""
-  tokens = list(finetune_format.discriminator_example(tokenizer, context, response, attribute, 1,
+  tokens = list(formats.discriminator_example(tokenizer, context, response, attribute, 1,
                                                       SEQ_LEN).tokens)
   logits = np.asarray(model.apply({'params': params}, np.array([[0] + tokens[:-1]])))[0, -1]
   zero, one = logits[tokenizer.piece_to_id('0')], logits[tokenizer.piece_to_id('1')]
@@ -44,10 +44,10 @@ def test_prefix_reusing_scores_equal_naive_full_passes(setup):
               long_context]
   responses = ['not much.', 'how are you doing today?', 'fine']
   got = scoring.score(params, model, tokenizer, contexts, responses,
-                      finetune_format.ATTRIBUTES, SEQ_LEN)
+                      formats.ATTRIBUTES, SEQ_LEN)
   assert got.shape == (3, 4)
   for i, (context, response) in enumerate(zip(contexts, responses)):
-    for j, attribute in enumerate(finetune_format.ATTRIBUTES):
+    for j, attribute in enumerate(formats.ATTRIBUTES):
       want = _by_hand(tokenizer, model, params, context, response, attribute)
       np.testing.assert_allclose(got[i, j], want, rtol=1e-5)
   assert len({round(float(p), 6) for p in got.ravel()}) > 1  # not a constant

@@ -10,14 +10,11 @@ import pytest
 from werkzeug import serving
 from werkzeug.test import Client
 
-from lamda_jax import chat
-from lamda_jax import finetune_format
-from lamda_jax import generate
-from lamda_jax import labels
-from lamda_jax import responder as responder_lib
-from lamda_jax import server
 from lamda_jax.config import ConfigError, DecodeConfig, ServeConfig
-from lamda_jax.dialog import Turn
+from lamda_jax.data.dialog import Turn
+from lamda_jax.finetune import formats, labels
+from lamda_jax.serving import chat, generate, server
+from lamda_jax.serving import responder as responder_lib
 
 DIALOG = [{'speaker': 'A', 'text': 'How do I read a file in Python?'}]
 
@@ -40,7 +37,7 @@ def test_the_reply_is_the_best_safe_candidate_and_reproducible(responder, a_run)
   for decision in decisions:
     assert len(decision.candidates) == 4
     for candidate in decision.candidates:
-      assert set(candidate.scores) == set(finetune_format.ATTRIBUTES)
+      assert set(candidate.scores) == set(formats.ATTRIBUTES)
       assert all(0 <= p <= 1 for p in candidate.scores.values())
       assert candidate.num_tokens <= 12 + 1
     if not decision.fallback:

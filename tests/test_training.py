@@ -8,12 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from lamda_jax import input_pipeline
-from lamda_jax import optimizers
-from lamda_jax import packing
-from lamda_jax import train
 from lamda_jax.config import ConfigError
-from lamda_jax.sampler import MixtureSampler
+from lamda_jax.data import packing, pipeline
+from lamda_jax.data.sampler import MixtureSampler
+from lamda_jax.training import loop, optimizers
 from tests import training_helpers as helpers
 
 
@@ -119,10 +117,10 @@ def test_per_task_loss_sums_to_total():
 
 def test_microbatches_must_divide_the_data_parallel_batch():
   exp = helpers.experiment(mesh=(8, 1, 1), microbatches=2)  # 4 rows per microbatch, 8 devices
-  datasets = input_pipeline.Datasets(train=None, eval=None, packing_efficiency=1.0)
+  datasets = pipeline.Datasets(train=None, eval=None, packing_efficiency=1.0)
   with pytest.raises(ConfigError, match=r'config\.train\.microbatches: 4 sequences cannot be '
                                         r'split over the 8 devices'):
-    train.run(exp, '/nonexistent', datasets)
+    loop.run(exp, '/nonexistent', datasets)
 
 
 def test_indivisible_sharding_names_the_parameter():
@@ -168,14 +166,14 @@ def test_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
   exp = helpers.experiment(mesh=(-1, 1, 1), steps=10, checkpoint_every=2, log_every=5,
                            eval_every=0)
   sampler = _sampler_for(exp)
-  datasets = input_pipeline.Datasets(train=_PoisonedSampler(sampler, bad_step=4),
+  datasets = pipeline.Datasets(train=_PoisonedSampler(sampler, bad_step=4),
                                      eval=sampler, packing_efficiency=1.0)
-  with pytest.raises(train.TrainingDiverged, match=r'^Step 5: loss nan'):
-    train.run(exp, str(tmp_path), datasets)
+  with pytest.raises(loop.TrainingDiverged, match=r'^Step 5: loss nan'):
+    loop.run(exp, str(tmp_path), datasets)
   # Checkpoints at 2 and 4 were taken before the bad step; nothing after it was saved.
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [2, 4]
   resumed = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=6))
-  summary = train.run(resumed, str(tmp_path), input_pipeline.Datasets(sampler, sampler, 1.0))
+  summary = loop.run(resumed, str(tmp_path), pipeline.Datasets(sampler, sampler, 1.0))
   assert summary['start_step'] == 4 and math.isfinite(summary['loss'])
 
 
@@ -183,7 +181,7 @@ def test_training_lowers_the_loss(tmp_path):
   exp = helpers.experiment(mesh=(-1, 1, 1), steps=40, log_every=10, eval_every=40,
                            checkpoint_every=40, learning_rate=3e-3)
   sampler = _sampler_for(exp)
-  summary = train.run(exp, str(tmp_path), input_pipeline.Datasets(sampler, sampler, 1.0))
+  summary = loop.run(exp, str(tmp_path), pipeline.Datasets(sampler, sampler, 1.0))
   losses = [line for line in (tmp_path / 'metrics.jsonl').read_text().splitlines() if '"loss"' in line]
   assert len(losses) == 40
   assert summary['loss'] < 1.0 < float(__import__('json').loads(losses[0])['loss'])

@@ -4,9 +4,8 @@ import itertools
 
 import pytest
 
-from lamda_jax import corpora
-from lamda_jax import labels
-from lamda_jax import weak_labels
+from lamda_jax.data import corpora
+from lamda_jax.finetune import labels, weak_labels
 
 
 @pytest.mark.parametrize('text,generic', [('ok', True), ('Me too!', True), ("I don't know.", True),

@@ -6,11 +6,8 @@ import numpy as np
 
 from configs import tiny
 from lamda_jax import config as config_lib
-from lamda_jax import optimizers
-from lamda_jax import partitioning
-from lamda_jax import train
-from lamda_jax import train_state
-from lamda_jax.model import Decoder
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.training import loop, optimizers, partitioning, train_state
 
 # Scanned layers: the path pods use, with the stacked 'layers' axis in every sharding.
 SMALL_MODEL = dict(num_layers=2, d_model=64, num_heads=8, head_dim=8, d_ff=128, vocab_size=128,
@@ -56,6 +53,6 @@ def one_update(exp, batch, devices=None):
     state = train_state.create(exp, model, optimizer, shardings)
     initial = jax.device_get(state)
     sharding = partitioning.batch_sharding(mesh, exp.logical_axis_rules)
-    update = train.jit_update(exp, model, optimizer, shardings, sharding)
+    update = loop.jit_update(exp, model, optimizer, shardings, sharding)
     new_state, metrics = update(state, jax.device_put(batch, sharding))
     return initial, jax.device_get(new_state), jax.device_get(metrics), new_state

@@ -1,0 +1,323 @@
+"""TFDS builders for a lab's local dialogs, documents and rated responses, and
+TFDS datasets by name.
+
+The builders read JSONL (or .txt) files and prepare ArrayRecord files with
+random access (`as_data_source`); TensorFlow is not needed. A prepared dataset
+lives in a folder named by a fingerprint of its input files, so editing the
+files prepares it anew. The held-out split is chosen per conversation or
+document (a hash of its id), never per turn.
+
+Bad records never crash generation and are never dropped silently: each is
+counted by reason and listed with its file:line in `bad_records.json` beside
+the prepared data; the input pipeline logs them every time it loads the data.
+"""
+
+import collections
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import sys
+import zlib
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from lamda_jax.config import SourceConfig
+from lamda_jax.data import dialog
+from lamda_jax.finetune import labels
+from lamda_jax.finetune.formats import ATTRIBUTES
+
+SPLITS = ('train', 'validation')
+REPORT_FILE = 'bad_records.json'
+
+
+class BadRecords:
+  """Counts bad records by reason, keeping their file:line."""
+
+  def __init__(self):
+    self.records = collections.defaultdict(list)
+
+  def add(self, origin: str, reason: str):
+    self.records[reason].append(origin)
+
+  def counts(self) -> dict[str, int]:
+    return {reason: len(origins) for reason, origins in self.records.items()}
+
+  def log(self, name: str):
+    for reason, origins in sorted(self.records.items()):
+      examples = ', '.join(origins[:5]) + (' ...' if len(origins) > 5 else '')
+      logging.warning('Data source %s: %d record(s) skipped, %s: %s', name, len(origins), reason,
+                      examples)
+
+  def to_json(self) -> dict:
+    return {reason: origins for reason, origins in self.records.items()}
+
+  @classmethod
+  def from_json(cls, data: dict) -> 'BadRecords':
+    report = cls()
+    for reason, origins in data.items():
+      report.records[reason].extend(origins)
+    return report
+
+
+def held_out(key: str, eval_fraction: float) -> bool:
+  """Whether a whole conversation or document belongs to the validation split."""
+  return zlib.crc32(key.encode('utf-8')) % 1_000_000 < eval_fraction * 1_000_000
+
+
+def read_jsonl(path: str, bad: BadRecords):
+  """(origin 'path:line', record) for each well-formed JSON object line."""
+  with open(path, 'rb') as f:
+    for number, raw in enumerate(f, start=1):
+      origin = f'{path}:{number}'
+      if not raw.strip():
+        continue
+      try:
+        record = json.loads(raw.decode('utf-8'))
+      except UnicodeDecodeError as error:
+        bad.add(origin, f'invalid UTF-8 (byte {error.start})')
+        continue
+      except json.JSONDecodeError as error:
+        bad.add(origin, f'malformed JSON ({error.msg})')
+        continue
+      if not isinstance(record, dict):
+        bad.add(origin, 'not a JSON object')
+        continue
+      yield origin, record
+
+
+def dialog_problem(record: dict) -> str | None:
+  """Why a dialog record is unusable, or None."""
+  turns = record.get('turns')
+  if not isinstance(turns, list):
+    return 'missing "turns" list'
+  if not turns:
+    return 'empty dialog'
+  for index, turn in enumerate(turns):
+    if not (isinstance(turn, dict) and isinstance(turn.get('speaker'), str)
+            and isinstance(turn.get('text'), str)):
+      return f'turn {index} lacks a "speaker" or "text" string'
+    if not turn['text'].strip():
+      return f'turn {index} has empty text'
+  return None
+
+
+class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Shared by the two local builders: files in, split by id, report out."""
+  VERSION = tfds.core.Version('1.0.0')
+
+  def __init__(self, *, paths, eval_fraction, **kwargs):
+    self._paths, self._eval_fraction = paths, eval_fraction
+    self.bad_records = BadRecords()
+    super().__init__(**kwargs)
+
+  def _split_of(self, key: str, example) -> str:
+    """By the record's id; subclasses may split by a coarser key."""
+    del example
+    return 'validation' if held_out(key, self._eval_fraction) else 'train'
+
+  def _split_generators(self, dl_manager):
+    """Only splits that receive examples: TFDS cannot write an empty one."""
+    del dl_manager  # nothing is downloaded
+    used = {self._split_of(*item) for item in self._examples(self.bad_records)}  # counts once
+    return {split: self._generate_examples(split) for split in SPLITS if split in used}
+
+  def _generate_examples(self, split):  # pylint: disable=arguments-differ
+    for key, example in self._examples(BadRecords()):  # already counted
+      if self._split_of(key, example) == split:
+        yield key, example
+
+
+class LamdaDialogs(_LocalBuilder):
+  """Dialogs: JSONL lines of {"id"?, "turns": [{"speaker", "text"}, ...]}."""
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=tfds.features.FeaturesDict({
+                                     'origin': tfds.features.Text(),
+                                     'speakers': tfds.features.Sequence(tfds.features.Text()),
+                                     'texts': tfds.features.Sequence(tfds.features.Text()),
+                                 }))
+
+  def _examples(self, bad):
+    for path in self._paths:
+      for origin, record in read_jsonl(path, bad):
+        problem = dialog_problem(record)
+        if problem:
+          bad.add(origin, problem)
+          continue
+        turns = record['turns']
+        yield str(record.get('id', origin)), {
+            'origin': origin, 'speakers': [t['speaker'] for t in turns],
+            'texts': [t['text'] for t in turns]}
+
+
+class LamdaDocuments(_LocalBuilder):
+  """Documents: JSONL lines of {"id"?, "text"}, or .txt files (one document each)."""
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=tfds.features.FeaturesDict({
+                                     'origin': tfds.features.Text(),
+                                     'text': tfds.features.Text()}))
+
+  def _examples(self, bad):
+    for path in self._paths:
+      if path.endswith('.txt'):
+        try:
+          with open(path, encoding='utf-8') as f:
+            text = f.read()
+        except UnicodeDecodeError as error:
+          bad.add(f'{path}:1', f'invalid UTF-8 (byte {error.start})')
+          continue
+        records = [(f'{path}:1', {'id': path, 'text': text})]
+      else:
+        records = read_jsonl(path, bad)
+      for origin, record in records:
+        if not isinstance(record.get('text'), str) or not record['text'].strip():
+          bad.add(origin, 'missing or empty "text"')
+          continue
+        yield str(record.get('id', origin)), {'origin': origin, 'text': record['text']}
+
+
+UNRATED = -1  # an attribute the record does not rate
+
+
+class LamdaLabels(_LocalBuilder):
+  """Rated responses in the schema of lamda_jax/labels.py (final labels or
+  per-rater votes, aggregated as the paper does), split by conversation.
+
+  Label files are strict: the first bad line stops preparation with its
+  file:line and field (labels.LabelError), since a silently dropped rating
+  would bias the discriminators.
+  """
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=tfds.features.FeaturesDict({
+                                     'origin': tfds.features.Text(),
+                                     'conversation': tfds.features.Text(),
+                                     'context_speakers': tfds.features.Sequence(tfds.features.Text()),
+                                     'context_texts': tfds.features.Sequence(tfds.features.Text()),
+                                     'response_speaker': tfds.features.Text(),
+                                     'response_text': tfds.features.Text(),
+                                     'labels': tfds.features.FeaturesDict(
+                                         {a: tfds.features.Scalar(np.int32) for a in ATTRIBUTES}),
+                                 }))
+
+  def _split_of(self, key: str, example) -> str:
+    return super()._split_of(example['conversation'], example)
+
+  def _examples(self, bad):
+    del bad  # strict: labels.read raises at the first bad line
+    for path in self._paths:
+      for record in labels.read(path):
+        yield record.origin, {
+            'origin': record.origin, 'conversation': record.conversation,
+            'context_speakers': [t.speaker for t in record.context],
+            'context_texts': [t.text for t in record.context],
+            'response_speaker': record.response.speaker, 'response_text': record.response.text,
+            'labels': {a: record.labels.get(a, UNRATED) for a in ATTRIBUTES}}
+
+
+def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float) -> dict:
+  """Label files prepared (once) with LamdaLabels -> {split: [labels.RatedResponse]}."""
+  data_dir = os.path.join(tfds_dir, f'labels-{_fingerprint("labels", paths, eval_fraction)}')
+  builder = LamdaLabels(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
+                        file_format='array_record')
+  done = os.path.join(data_dir, 'prepared')
+  if not os.path.exists(done):
+    try:
+      with contextlib.redirect_stdout(sys.stderr):  # TFDS narrates on stdout
+        builder.download_and_prepare()
+    except labels.LabelError as error:
+      raise labels.LabelError(f'config.{field}: {error}') from None
+    open(done, 'w', encoding='utf-8').close()
+  splits = {}
+  for split, data in builder.as_data_source().items():
+    splits[split] = []
+    for index in range(len(data)):
+      example = {key: _decode(value) for key, value in data[index].items()}
+      splits[split].append(labels.RatedResponse(
+          tuple(dialog.Turn(*turn) for turn in zip(example['context_speakers'],
+                                                    example['context_texts'])),
+          dialog.Turn(example['response_speaker'], example['response_text']),
+          {a: int(v) for a, v in example['labels'].items() if int(v) != UNRATED},
+          example['origin'], example['conversation']))
+  return splits
+
+
+@dataclasses.dataclass
+class Source:
+  """A prepared source: random-access splits of dialogs (lists of turns) or texts."""
+  name: str
+  kind: str
+  splits: dict  # split -> random-access data source
+  bad_records: BadRecords
+  identity: str  # names the prepared data: changes whenever its content may have
+  text_field: str = 'text'
+
+  def records(self, split: str):
+    """(origin, record) with bytes decoded: {'speakers', 'texts'} or {'text'}.
+    A split that received no examples is empty."""
+    data = self.splits.get(split, [])
+    for index in range(len(data)):
+      example = data[index]
+      if self.kind == 'tfds':
+        yield f'{self.name}[{split}][{index}]', {'text': _decode(example[self.text_field])}
+        continue
+      decoded = {key: _decode(value) for key, value in example.items()}
+      yield decoded.pop('origin'), decoded
+
+
+def _decode(value):
+  if isinstance(value, bytes):
+    return value.decode('utf-8')
+  if isinstance(value, (list, tuple, np.ndarray)):
+    return [_decode(v) for v in value]
+  return value
+
+
+def _fingerprint(kind: str, paths, eval_fraction: float) -> str:
+  digest = hashlib.sha256(f'{kind}:{eval_fraction}:{_LocalBuilder.VERSION}'.encode())
+  for path in paths:
+    stat = os.stat(path)
+    digest.update(f'{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
+  return digest.hexdigest()[:12]
+
+
+def expand_paths(field: str, patterns) -> list[str]:
+  """Files of a config field's globs, in a stable order; a pattern matching nothing is an error."""
+  paths = []
+  for pattern in patterns:
+    matched = sorted(glob.glob(pattern))
+    if not matched:
+      raise FileNotFoundError(f'config.{field}: {pattern!r} matches no file')
+    paths.extend(matched)
+  return paths
+
+
+def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction: float) -> Source:
+  """Prepares (once) and opens one source."""
+  if config.kind == 'tfds':
+    splits = {split: tfds.data_source(config.tfds_name, split=split, data_dir=tfds_dir or None,
+                                      download=False) for split in SPLITS}
+    identity = f'{config.tfds_name}:' + ','.join(str(len(s)) for s in splits.values())
+    return Source(name, 'tfds', splits, BadRecords(), identity, config.text_field)
+  builder_class = LamdaDialogs if config.kind == 'dialogs' else LamdaDocuments
+  data_dir = os.path.join(tfds_dir, f'{name}-{_fingerprint(config.kind, paths, eval_fraction)}')
+  builder = builder_class(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
+                          file_format='array_record')
+  report_path = os.path.join(data_dir, REPORT_FILE)
+  if not os.path.exists(report_path):
+    with contextlib.redirect_stdout(sys.stderr):  # TFDS narrates on stdout; ours is for results
+      builder.download_and_prepare()
+    with open(report_path, 'w', encoding='utf-8') as f:
+      json.dump(builder.bad_records.to_json(), f)
+  with open(report_path, encoding='utf-8') as f:
+    bad = BadRecords.from_json(json.load(f))
+  return Source(name, config.kind, builder.as_data_source(), bad, os.path.basename(data_dir))

@@ -1,0 +1,241 @@
+"""Pre-training data: a weighted mixture of sources, tokenized, packed, sampled by step.
+
+Each configured source is prepared once by the TFDS builders (embedded corpora
+are first exported to the same JSONL schemas), tokenized with the run's
+SentencePiece model, cut into rows of `train.seq_len` and packed; the mixture
+sampler then makes every batch a pure function of the step. Dialogs become
+text in the one dialog format (`lamda_jax/dialog.py`); every example ends with
+EOS and weighs every token in the loss.
+"""
+
+import dataclasses
+import filecmp
+import hashlib
+import itertools
+import json
+import os
+import shutil
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+from lamda_jax.config import ConfigError, ExperimentConfig
+from lamda_jax.data import builders, corpora, dialog, packing
+from lamda_jax.data import tokenizer as tokenizer_lib
+from lamda_jax.data.sampler import MixtureSampler
+
+
+@dataclasses.dataclass
+class Datasets:
+  train: MixtureSampler
+  eval: MixtureSampler
+  packing_efficiency: float
+  bad_records: dict = dataclasses.field(default_factory=dict)  # source -> reason -> count
+
+
+def process_zero_first(name: str, work):
+  """Runs `work` on process 0 while the others wait, then everywhere (it is cached).
+
+  Process 0 reaches the barrier even if `work` fails, so no host hangs: the
+  same error then comes from the final call on every process.
+  """
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      try:
+        work()
+      except Exception:  # pylint: disable=broad-except  # re-raised below, on every process
+        pass
+    multihost_utils.sync_global_devices(name)
+  return work()
+
+
+def open_sources(experiment: ExperimentConfig, workdir: str) -> dict[str, builders.Source]:
+  """Every configured source, prepared. Missing files are an error naming the
+  field; an embedded corpus whose Debian package is absent is left out with a
+  warning, so a non-Debian machine still runs on what it has."""
+  data = experiment.data
+  tfds_dir = data.tfds_dir or os.path.join(workdir, 'tfds')
+  opened = {}
+  for name, source in data.sources:
+    paths = []
+    try:
+      for pattern in source.paths:
+        if pattern.startswith('embedded:'):
+          corpus = pattern.removeprefix('embedded:')
+          paths.append(process_zero_first(f'export {corpus}', lambda c=corpus: corpora.export(
+              c, os.path.join(workdir, 'corpora'))))
+        else:
+          paths.extend(builders.expand_paths(f'data.sources.{name}.paths', [pattern]))
+    except corpora.CorpusUnavailable as error:
+      logging.warning('Data source %s left out of the mixture: %s', name, error)
+      continue
+    opened[name] = process_zero_first(f'prepare {name}', lambda n=name, s=source, p=paths: (
+        builders.prepare(n, s, p, tfds_dir, data.eval_fraction)))
+  if not opened:
+    raise ValueError('config.data.sources: no source is available')
+  return opened
+
+
+def source_texts(source: builders.Source, split: str):
+  """(origin, text, turns or None) for every record of a split."""
+  for origin, record in source.records(split):
+    if 'texts' in record:
+      turns = [dialog.Turn(s, t) for s, t in zip(record['speakers'], record['texts'])]
+      yield origin, dialog.render(turns), turns
+    else:
+      yield origin, record['text'], None
+
+
+def tokenizer_path(experiment: ExperimentConfig, workdir: str) -> str:
+  return experiment.data.tokenizer or os.path.join(workdir, 'tokenizer.model')
+
+
+def tokenizer_for(experiment: ExperimentConfig, workdir: str, sources=None):
+  """The configured tokenizer, or one trained once into the workdir on a sample
+  of the train splits, each source contributing by its weight."""
+  path = tokenizer_path(experiment, workdir)
+  if experiment.data.tokenizer:
+    return tokenizer_lib.load(path)
+
+  def sample():
+    weights = dict(experiment.data.sources)
+    total = sum(weights[name].weight for name in sources)
+    for name, source in sources.items():
+      budget = experiment.data.tokenizer_training_chars * weights[name].weight / total
+      for _, text, _ in source_texts(source, 'train'):
+        yield text
+        budget -= len(text)
+        if budget <= 0:
+          break
+
+  if sources is None and not os.path.exists(path):
+    sources = open_sources(experiment, workdir)
+  return process_zero_first('tokenizer', lambda: tokenizer_lib.load_or_train(
+      path, sample(), experiment.model.vocab_size))
+
+
+def run_tokenizer(experiment: ExperimentConfig, run_dir: str, field: str):
+  """The tokenizer another run was trained with; reading a run never trains one."""
+  path = tokenizer_path(experiment, run_dir)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config.{field}: no tokenizer at {path}')
+  return tokenizer_lib.load(path)
+
+
+def inherit_tokenizer(experiment: ExperimentConfig, workdir: str, run_dir: str, field: str):
+  """A run starting from another run's parameters must read text as it did:
+  that run's tokenizer is copied into this workdir, or must equal the one there."""
+  if experiment.data.tokenizer:
+    return  # both runs name the same file
+  source, target = tokenizer_path(experiment, run_dir), tokenizer_path(experiment, workdir)
+  run_tokenizer(experiment, run_dir, field)  # exists and loads
+  if os.path.exists(target):
+    if not filecmp.cmp(source, target, shallow=False):
+      raise ConfigError(f'config.{field}: {target} differs from the tokenizer of {run_dir}, '
+                        'whose parameters this run starts from')
+    return
+
+  def copy():
+    if not os.path.exists(target):
+      os.makedirs(workdir, exist_ok=True)
+      for suffix in ('.model', '.vocab'):
+        origin = source.removesuffix('.model') + suffix
+        if os.path.exists(origin):
+          shutil.copyfile(origin, target.removesuffix('.model') + suffix + '.tmp')
+          os.replace(target.removesuffix('.model') + suffix + '.tmp',
+                     target.removesuffix('.model') + suffix)
+
+  process_zero_first('inherit tokenizer', copy)
+
+
+def tokenizer_report(experiment: ExperimentConfig, workdir: str, records_per_source=200) -> dict:
+  """`--mode tokenizer`: the run's tokenizer, trained if needed, checked on held-out text."""
+  sources = open_sources(experiment, workdir)
+  tokenizer = tokenizer_for(experiment, workdir, sources)
+  texts = [text for source in sources.values() for _, text, _ in
+           itertools.islice(source_texts(source, 'validation'), records_per_source)]
+  encoded = tokenizer.encode(texts)
+  return {
+      'mode': 'tokenizer', 'path': tokenizer_path(experiment, workdir),
+      'vocab_size': tokenizer.vocab_size(), 'held_out_texts': len(texts),
+      'chars_per_token': sum(map(len, texts)) / max(sum(map(len, encoded)), 1),
+      'unknown_tokens': sum(ids.count(tokenizer_lib.UNK_ID) for ids in encoded),
+      'round_trip_exact': all(tokenizer.decode(ids) == text for ids, text in zip(encoded, texts)),
+      'control_words': {word: tokenizer.encode(word, out_type=str)
+                        for word in tokenizer_lib.SPECIAL_SYMBOLS[:8]},
+  }
+
+
+def examples(source: builders.Source, split: str, tokenizer, seq_len: int, bad):
+  """Tokenized examples of one split, cut into pieces of at most seq_len tokens.
+
+  A dialog with a turn that cannot fit in a row even alone is reported
+  (file:line) and left out: no context window could hold that turn.
+  """
+  records = list(source_texts(source, split))
+  encoded = tokenizer.encode([text for _, text, _ in records], num_threads=os.cpu_count() or 1)
+  for (origin, _, turns), tokens in zip(records, encoded):
+    if turns:
+      too_long = [i for i, turn in enumerate(turns)
+                  if len(dialog.render_turn(turn).encode('utf-8')) >= seq_len and
+                  len(tokenizer.encode(dialog.render_turn(turn))) >= seq_len]
+      if too_long:
+        bad.add(f'{origin} (turn {too_long[0]})', f'a turn is longer than seq_len {seq_len}')
+        continue
+    tokens = tokens + [tokenizer_lib.EOS_ID]
+    for start in range(0, len(tokens), seq_len):
+      piece = tuple(tokens[start:start + seq_len])
+      yield packing.Example(piece, (1.0,) * len(piece))
+
+
+def packed_rows(source: builders.Source, split: str, tokenizer, seq_len: int, workdir: str):
+  """Packed rows of one split, cached in the workdir: a restart skips tokenizing.
+
+  The cache key covers the prepared data, the split, seq_len and the tokenizer
+  model; turns too long for a row, found while tokenizing, are cached with them.
+  """
+  key = hashlib.sha256(f'{source.identity}:{split}:{seq_len}:'.encode() +
+                       tokenizer.serialized_model_proto()).hexdigest()[:16]
+  path = os.path.join(workdir, 'packed', f'{source.name}-{split}-{key}.npz')
+  if os.path.exists(path):
+    with np.load(path) as cached:
+      rows = {field: cached[field] for field in packing.FIELDS}
+      long_turns = json.loads(str(cached['bad_records']))
+  else:
+    bad = builders.BadRecords()
+    rows = packing.pack(examples(source, split, tokenizer, seq_len, bad), seq_len)
+    long_turns = bad.to_json()
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      temporary = f'{path}.tmp.npz'
+      np.savez(temporary, bad_records=json.dumps(long_turns), **rows)
+      os.replace(temporary, path)  # a half-written cache is never read
+  for reason, origins in long_turns.items():
+    for origin in origins:
+      source.bad_records.add(origin, reason)
+  return rows
+
+
+def build(experiment: ExperimentConfig, workdir: str) -> Datasets:
+  sources = open_sources(experiment, workdir)
+  tokenizer = tokenizer_for(experiment, workdir, sources)
+  seq_len, batch = experiment.train.seq_len, experiment.train.batch_size
+  weights = {name: source.weight for name, source in experiment.data.sources if name in sources}
+  rows = {split: {} for split in builders.SPLITS}
+  for name, source in sources.items():
+    for split in builders.SPLITS:
+      rows[split][name] = packed_rows(source, split, tokenizer, seq_len, workdir)
+    source.bad_records.log(name)
+  for name, split_rows in list(rows['validation'].items()):
+    if not len(split_rows['targets']):
+      logging.warning('Data source %s has no held-out rows; it is left out of evaluation.', name)
+      del rows['validation'][name]
+  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  return Datasets(
+      train=MixtureSampler(rows['train'], weights, batch, experiment.train.seed, **hosts),
+      eval=MixtureSampler(rows['validation'], weights, batch, experiment.train.seed + 1, **hosts),
+      packing_efficiency=packing.efficiency({'segment_ids': np.concatenate(
+          [r['segment_ids'] for r in rows['train'].values()])}),
+      bad_records={name: source.bad_records.counts() for name, source in sources.items()})

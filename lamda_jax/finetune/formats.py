@@ -1,0 +1,78 @@
+"""The paper's fine-tuning texts (§5, §6.1) as token sequences with loss weights.
+
+  generator:      <context> RESPONSE <response>            loss on the response and EOS
+  discriminator:  <context> RESPONSE <response> SENSIBLE 1  loss on the rating only
+
+e.g. `What's up? RESPONSE not much.` and `What's up? RESPONSE not much. SENSIBLE 1`.
+The context is the previous turns in the dialog format (`lamda_jax/dialog.py`);
+the response is the reply's text. The sentinel and attribute names are
+ordinary words of the project's tokenizer (one piece each), and so are the
+ratings '0' and '1', so a discriminator example's loss sits on exactly one
+token. Parts are tokenized separately, so the response always starts at a
+known position; too long a context loses whole turns from the left, then
+tokens from the left, never any of the response.
+"""
+
+from lamda_jax.data import dialog
+from lamda_jax.data import tokenizer as tokenizer_lib
+from lamda_jax.data.packing import Example
+
+SENTINEL = 'RESPONSE'
+ATTRIBUTES = ('SENSIBLE', 'SPECIFIC', 'INTERESTING', 'UNSAFE')
+
+
+class TooLong(ValueError):
+  """The response (with its suffix) cannot fit in a row even without context."""
+
+
+def context_ids(tokenizer, turns, room: int) -> list[int]:
+  """`<context> RESPONSE` in at most `room` tokens: whole turns dropped from the
+  left first, then tokens from the left of what remains."""
+  for first in range(len(turns) + 1):
+    ids = tokenizer.encode(f'{dialog.render(turns[first:])} {SENTINEL}'.lstrip())
+    if len(ids) <= room:
+      return ids
+  return ids[len(ids) - room:]
+
+
+def _example(tokenizer, context_turns, response: str, suffix: list[int], suffix_weights,
+             seq_len: int, weigh_response: bool) -> Example:
+  response_ids = tokenizer.encode(response)
+  tail = response_ids + suffix
+  room = seq_len - len(tail)
+  if room < 1:
+    raise TooLong(f'response of {len(tail)} tokens (with its suffix) exceeds seq_len {seq_len}')
+  context = context_ids(tokenizer, list(context_turns), room)
+  weights = [0.0] * len(context) + [float(weigh_response)] * len(response_ids) + suffix_weights
+  return Example(tuple(context + tail), tuple(weights))
+
+
+def generator_example(tokenizer, context_turns, response: str, seq_len: int,
+                      task_id: int = 0) -> Example:
+  """`<context> RESPONSE <response>` + EOS; loss on the response and EOS."""
+  example = _example(tokenizer, context_turns, response, [tokenizer_lib.EOS_ID], [1.0], seq_len,
+                     weigh_response=True)
+  return Example(example.tokens, example.loss_weights, task_id)
+
+
+def rating_suffix(tokenizer, attribute: str, rating: int) -> list[int]:
+  """The tokens of `<ATTRIBUTE> <rating>`, checked to end in the rating's single piece."""
+  if attribute not in ATTRIBUTES:
+    raise ValueError(f'unknown attribute {attribute!r}; expected one of {", ".join(ATTRIBUTES)}')
+  if rating not in (0, 1):
+    raise ValueError(f'rating must be 0 or 1, got {rating!r}')
+  suffix = tokenizer.encode(f'{attribute} {rating}')
+  if tokenizer.id_to_piece(suffix[-1]) != str(rating):
+    raise ValueError(f'the tokenizer does not end "{attribute} {rating}" with the single piece '
+                     f'{rating!r}; train it with lamda_jax.tokenizer (special symbols)')
+  return suffix
+
+
+def discriminator_example(tokenizer, context_turns, response: str, attribute: str, rating: int,
+                          seq_len: int, task_id: int = 0) -> Example:
+  """`<context> RESPONSE <response> <ATTRIBUTE> <rating>`; loss on the rating only."""
+  suffix = rating_suffix(tokenizer, attribute, rating)
+  weights = [0.0] * (len(suffix) - 1) + [1.0]
+  example = _example(tokenizer, context_turns, response, suffix, weights, seq_len,
+                     weigh_response=False)
+  return Example(example.tokens, example.loss_weights, task_id)

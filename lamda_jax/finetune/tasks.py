@@ -1,0 +1,106 @@
+"""Fine-tuning data: rated responses -> generator and discriminator rows, mixed by task.
+
+Every rated attribute of a response is one discriminator example (its task is
+the attribute, so loss and accuracy are reported per attribute). A response
+rated SENSIBLE 1 and not UNSAFE 1 is also a generator example: the generator
+learns only from responses known to be sensible and safe, as LaMDA's
+generator is fine-tuned on filtered data. Each task is packed on its own and
+the step-indexed mixture sampler draws tasks by weight; pre-training rows can
+stay in the mixture (task 'lm') against forgetting.
+"""
+
+import dataclasses
+import os
+
+from absl import logging
+import jax
+import numpy as np
+
+from lamda_jax.config import ExperimentConfig
+from lamda_jax.data import builders, packing, pipeline
+from lamda_jax.data.sampler import MixtureSampler
+from lamda_jax.finetune import formats, weak_labels
+
+TASKS = ('lm', 'generator') + formats.ATTRIBUTES  # task ids, in this order
+
+
+def task_examples(records, tokenizer, seq_len: int, bad) -> dict[str, list[packing.Example]]:
+  """Task name -> examples; a response too long for a row is reported, not trained on."""
+  examples = {task: [] for task in TASKS[1:]}
+  for record in records:
+    context, response = record.context, record.response.text
+    try:
+      for attribute, label in record.labels.items():
+        examples[attribute].append(formats.discriminator_example(
+            tokenizer, context, response, attribute, label, seq_len, TASKS.index(attribute)))
+      if record.labels.get('SENSIBLE') == 1 and record.labels.get('UNSAFE', 0) == 0:
+        examples['generator'].append(formats.generator_example(
+            tokenizer, context, response, seq_len, TASKS.index('generator')))
+    except formats.TooLong:
+      bad.add(record.origin, f'response too long for seq_len {seq_len}')
+  return examples
+
+
+def task_weights(experiment: ExperimentConfig, tasks_with_rows) -> dict[str, float]:
+  cfg = experiment.finetune
+  attributes = [t for t in tasks_with_rows if t in formats.ATTRIBUTES]
+  weights = {'generator': cfg.generator_weight} if 'generator' in tasks_with_rows else {}
+  weights.update({a: cfg.discriminator_weight / len(attributes) for a in attributes})
+  return {task: weight for task, weight in weights.items() if weight > 0}
+
+
+def label_splits(experiment: ExperimentConfig, workdir: str, field: str, patterns) -> dict:
+  """{split: [RatedResponse]} of label files (or the embedded weak labels),
+  prepared as a TFDS dataset (builders.LamdaLabels) and split by conversation."""
+  if not patterns:
+    raise ValueError(f'config.{field}: no label files given')
+  paths = [pipeline.process_zero_first('weak labels', lambda: weak_labels.export(
+      os.path.join(workdir, 'corpora'))) if pattern == 'embedded:chitchat_weak' else pattern
+           for pattern in patterns]
+  files = builders.expand_paths(field, paths)
+  tfds_dir = experiment.data.tfds_dir or os.path.join(workdir, 'tfds')
+  return pipeline.process_zero_first('prepare labels', lambda: builders.prepare_labels(
+      field, files, tfds_dir, experiment.finetune.eval_fraction))
+
+
+def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
+  cfg, seq_len = experiment.finetune, experiment.train.seq_len
+  records = label_splits(experiment, workdir, 'finetune.labels', cfg.labels)
+  if cfg.init_from:
+    pipeline.inherit_tokenizer(experiment, workdir, cfg.init_from, 'finetune.init_from')
+  tokenizer = pipeline.tokenizer_for(experiment, workdir)
+  bad = builders.BadRecords()
+  rows = {}
+  for split in builders.SPLITS:
+    in_split = records.get(split, [])
+    examples = task_examples(in_split, tokenizer, seq_len, bad if split == 'train' else
+                             builders.BadRecords())
+    rows[split] = {task: packing.pack(found, seq_len) for task, found in examples.items() if found}
+  weights = task_weights(experiment, rows['train'])
+  if cfg.pretrain_weight > 0:
+    pretraining = pipeline.build(experiment, workdir)
+    shares = pretraining.train.counts
+    for name in pretraining.train.names:
+      weights[f'lm:{name}'] = cfg.pretrain_weight * shares[name] / sum(shares.values())
+      rows['train'][f'lm:{name}'] = pretraining.train.sources[name]
+    rows['validation'].update({f'lm:{n}': r for n, r in pretraining.eval.sources.items()})
+  bad.log('finetune.labels')
+  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  eval_rows = {task: r for task, r in rows['validation'].items() if task in weights}
+  if set(eval_rows) != set(weights):
+    logging.warning('Held-out fine-tuning data lacks tasks %s; they are not evaluated.',
+                    sorted(set(weights) - set(eval_rows)))
+  train_rows = {task: rows['train'][task] for task in weights}
+  return pipeline.Datasets(
+      train=MixtureSampler(train_rows, weights, experiment.train.batch_size,
+                           experiment.train.seed, **hosts),
+      eval=MixtureSampler(eval_rows, {t: weights[t] for t in eval_rows},
+                          experiment.train.batch_size, experiment.train.seed + 1, **hosts),
+      packing_efficiency=packing.efficiency({'segment_ids': np.concatenate(
+          [r['segment_ids'] for r in train_rows.values()])}),
+      bad_records={'finetune.labels': bad.counts()})
+
+
+def finetune_experiment(experiment: ExperimentConfig) -> ExperimentConfig:
+  """The experiment with the fine-tuning task names, for per-task metrics."""
+  return dataclasses.replace(experiment, train=dataclasses.replace(experiment.train, tasks=TASKS))

@@ -1,0 +1,140 @@
+"""The LaMDA decoder (§3, Table 27): a pre-norm decoder-only Transformer with T5
+relative attention bias and gated-GELU feed-forward blocks.
+
+Decoding passes a `KVCache` (kv_cache.py): the keys and values of the tokens
+seen so far, one slot per token; a call then runs only the new chunk of tokens.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lamda_jax.config import ModelConfig
+from lamda_jax.model import layers
+from lamda_jax.model.kv_cache import KVCache, cached_attention_mask
+
+# Projections are custom-VJP calls, not dots, to jax.checkpoint: they are kept by name.
+_with_projections = functools.partial(
+    jax.checkpoint_policies.save_from_both_policies,
+    jax.checkpoint_policies.save_only_these_names(layers.PROJECTION))
+REMAT_POLICIES = {
+    'full': jax.checkpoint_policies.nothing_saveable,  # recompute everything
+    'dots': _with_projections(jax.checkpoint_policies.checkpoint_dots),  # every matmul output
+    'dots_no_batch': _with_projections(  # the projections; attention is recomputed
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable),
+}
+
+
+class DecoderLayer(nn.Module):
+  """x + attention(norm(x)), then x + mlp(norm(x))."""
+  config: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x, attention_bias, cached=None, cache_index=None):
+    cfg = self.config
+    dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # same mask along length (T5)
+    h = layers.RMSNorm(cfg, name='pre_attention_norm')(x)
+    h, updated = layers.MultiHeadAttention(cfg, self.deterministic, name='attention')(
+        h, attention_bias, cached, cache_index)
+    x = x + dropout(h, deterministic=self.deterministic)
+    h = layers.RMSNorm(cfg, name='pre_mlp_norm')(x)
+    h = layers.GatedMlp(cfg, self.deterministic, name='mlp')(h)
+    x = x + dropout(h, deterministic=self.deterministic)
+    x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    return x, updated  # (carry, per-layer output) so nn.scan can stack layers
+
+
+def attention_mask(segment_ids):
+  """Causal and same-segment: [batch, length] -> [batch, 1, q, k] bool.
+
+  Segment id 0 marks padding, which nothing attends to; packed examples (ids
+  1, 2, ...) never see each other.
+  """
+  length = segment_ids.shape[-1]
+  causal = jnp.tril(jnp.ones((length, length), jnp.bool_))
+  same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
+  not_padding = (segment_ids != 0)[:, None, :]
+  return (causal[None] & same_segment & not_padding)[:, None]
+
+
+class Decoder(nn.Module):
+  """tokens [batch, length] -> float32 logits [batch, length, vocab].
+
+  `positions` restart at 0 in each packed segment; the relative attention bias
+  is computed from them, so a packed example sees exactly what it would alone.
+  """
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens, positions=None, segment_ids=None, deterministic=True,
+               cache: KVCache | None = None, vocab_ids=None):
+    """logits, or (logits, cache with these tokens appended) when given a cache.
+
+    `vocab_ids` [n]: the logits of only these vocabulary entries, [..., n]
+    (a discriminator score reads two), without the full output projection.
+    """
+    cfg = self.config
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1]), tokens.shape)
+    if segment_ids is None:
+      segment_ids = jnp.ones_like(tokens)
+
+    embedder = layers.Embedding(cfg, name='token_embedder')
+    x = embedder(tokens)  # [batch, length, embed]
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+
+    # One table shared by all layers (T5); masking folded into the same bias.
+    if cache is None:
+      key_positions, mask = positions, attention_mask(segment_ids)
+    else:  # the chunk takes the next slots; the caller sizes the cache to fit
+      at = (0, cache.length)
+      key_positions = jax.lax.dynamic_update_slice(cache.positions, positions.astype(jnp.int32), at)
+      slot_segment_ids = jax.lax.dynamic_update_slice(cache.segment_ids,
+                                                      segment_ids.astype(jnp.int32), at)
+      mask = cached_attention_mask(segment_ids, slot_segment_ids, cache.length)
+    attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions, key_positions)
+    attention_bias = jnp.where(mask, attention_bias, layers.MASKED)
+    attention_bias = nn.with_logical_constraint(attention_bias,
+                                                ('batch', 'heads', 'length', None))
+
+    layer = DecoderLayer
+    if cfg.remat_policy != 'none':
+      layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy],
+                       prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+      cached = () if cache is None else ((cache.keys, cache.values), cache.length)
+      stack = nn.scan(layer, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
+                      in_axes=(nn.broadcast,) + (0, nn.broadcast)[:len(cached)],
+                      length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: 'layers'})
+      x, updated = stack(cfg, deterministic, name='layers')(x, attention_bias, *cached)
+    else:
+      per_layer = []
+      for index in range(cfg.num_layers):
+        cached = () if cache is None else ((cache.keys[index], cache.values[index]), cache.length)
+        x, layer_kv = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias, *cached)
+        per_layer.append(layer_kv)
+      updated = None if cache is None else tuple(zip(*per_layer))  # (keys, values) per layer
+
+    x = layers.RMSNorm(cfg, name='final_norm')(x)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    if cfg.tie_embeddings:
+      kernel, equation, vocab_axis = embedder.embedding, 'ble,ve->blv', 0
+    else:
+      kernel = layers.param_with_axes(self, 'logits_dense', layers.dense_init,
+                                      (cfg.d_model, cfg.vocab_size), ('embed', 'vocab'))
+      equation, vocab_axis = 'ble,ev->blv', 1
+    if vocab_ids is not None:
+      kernel = jnp.take(kernel, vocab_ids, axis=vocab_axis)
+    logits = layers.accumulating_einsum(equation, x, kernel.astype(x.dtype))
+    if cfg.tie_embeddings:
+      logits = logits / np.sqrt(cfg.d_model)  # T5's rescaling for tied weights
+    logits = nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+    if cache is None:
+      return logits
+    return logits, KVCache(*updated, key_positions, slot_segment_ids,
+                           cache.length + tokens.shape[1])

@@ -1,0 +1,71 @@
+"""The decoder's key/value cache, for incremental decoding and prefix reuse.
+
+A call of the decoder with a cache runs only a new chunk of tokens (a prompt,
+one sampled token, a discriminator's attribute suffix) against the cached
+slots and returns the cache with the chunk written into the next slots.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from lamda_jax.config import ModelConfig
+
+CACHE_AXES = ('layers', 'batch', 'heads', 'length', 'kv')
+
+
+def _constrain(x):
+  """A layer's [batch, heads, slots, head_dim] cache, or the scanned [layers, ...] stack."""
+  return nn.with_logical_constraint(x, CACHE_AXES[-x.ndim:])
+
+
+@flax.struct.dataclass
+class KVCache:
+  """Keys and values of every token seen so far, for incremental decoding.
+
+  All rows advance together: `length` slots are filled, the rest are empty
+  (segment id 0, never attended). Positions and segment ids are kept per slot
+  so the relative bias and the masks of new tokens are exactly a full pass's.
+  Unrolled layers keep one array per layer, so each layer writes its new slot
+  in place; scanned layers keep one stacked array, as nn.scan slices it.
+  """
+  keys: Any  # per layer [batch, heads, slots, head_dim]: a tuple, or stacked [layers, ...]
+  values: Any  # same as keys
+  positions: jax.Array  # [batch, slots]
+  segment_ids: jax.Array  # [batch, slots]; 0 = empty or padding
+  length: jax.Array  # [] slots filled
+
+  @classmethod
+  def empty(cls, cfg: ModelConfig, batch: int, slots: int) -> 'KVCache':
+    shape = (batch, cfg.num_heads, slots, cfg.head_dim)
+
+    def zeros():
+      if cfg.scan_layers:
+        return _constrain(jnp.zeros((cfg.num_layers, *shape), cfg.dtype))
+      return tuple(_constrain(jnp.zeros(shape, cfg.dtype)) for _ in range(cfg.num_layers))
+
+    return cls(zeros(), zeros(), jnp.zeros((batch, slots), jnp.int32),
+               jnp.zeros((batch, slots), jnp.int32), jnp.zeros((), jnp.int32))
+
+  def repeat(self, copies: int) -> 'KVCache':
+    """Each row `copies` times in a row: candidates share their prompt's cache."""
+    def along_batch(tree):
+      return jax.tree.map(lambda x: _constrain(jnp.repeat(x, copies, axis=-4)), tree)
+    return KVCache(along_batch(self.keys), along_batch(self.values),
+                   jnp.repeat(self.positions, copies, axis=0),
+                   jnp.repeat(self.segment_ids, copies, axis=0), self.length)
+
+
+def cached_attention_mask(segment_ids, slot_segment_ids, first_slot):
+  """The mask of a chunk written from `first_slot` on: [batch, 1, q, slots].
+
+  Causal in slot order, same segment, and never an empty slot (segment id 0).
+  """
+  length, slots = segment_ids.shape[1], slot_segment_ids.shape[1]
+  causal = jnp.arange(slots)[None, :] <= (first_slot + jnp.arange(length))[:, None]  # [q, slots]
+  same_segment = segment_ids[:, :, None] == slot_segment_ids[:, None, :]
+  filled = (slot_segment_ids != 0)[:, None, :]
+  return (causal[None] & same_segment & filled)[:, None]

@@ -1,0 +1,237 @@
+"""Building blocks of the LaMDA decoder, in T5.1.1 conventions: no biases, RMS
+LayerNorm, relative attention bias, gated feed-forward. Every parameter is born
+with logical axis names; the rules table in the config maps them onto the mesh.
+
+Attention scaling: as in t5x, 1/sqrt(head_dim) is folded into the query
+kernel's initialisation, so the logits are not scaled again.
+"""
+
+import functools
+import operator
+
+import flax.linen as nn
+import jax
+from jax.ad_checkpoint import checkpoint_name
+import jax.numpy as jnp
+import numpy as np
+
+from lamda_jax.config import ModelConfig
+
+# A large negative bias instead of -inf: fully masked rows (padding) stay finite.
+MASKED = -1e10
+PROJECTION = 'projection'  # the checkpoint name of every dense() output
+
+ACTIVATION_FUNCTIONS = {
+    'gelu': functools.partial(nn.gelu, approximate=True),  # T5.1.1's tanh form
+    'gelu_exact': functools.partial(nn.gelu, approximate=False),
+    'relu': nn.relu,
+    'silu': nn.silu,
+    'linear': lambda x: x,
+}
+
+# t5x's initialisers; fan-in of the attention kernels spans the (heads, head_dim) axes.
+dense_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
+embedding_init = nn.initializers.normal(stddev=1.0)
+relative_bias_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
+qkv_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal', in_axis=0,
+                                            out_axis=(1, 2))
+attention_out_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal',
+                                                      in_axis=(0, 1), out_axis=2)
+
+
+def param_with_axes(module: nn.Module, name: str, init, shape, axes):
+  """`module.param` with logical axis names attached where the parameter is born."""
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape,
+                      jnp.dtype(module.config.param_dtype))
+
+
+def dense(module: nn.Module, name: str, x, equation: str, shape, axes, init=dense_init):
+  """A bias-free projection `einsum(equation, x, kernel)` in the compute dtype.
+
+  Its output is named PROJECTION for the remat policies: to `jax.checkpoint`
+  it is a custom-VJP call, not a dot."""
+  kernel = param_with_axes(module, name, init, shape, axes)
+  dtype = jnp.dtype(module.config.dtype)
+  return checkpoint_name(accumulating_einsum(equation, x.astype(dtype), kernel.astype(dtype)),
+                         PROJECTION)
+
+
+def _einsum_f32(equation: str, a, b):
+  return jnp.einsum(equation, a, b, preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def accumulating_einsum(equation: str, x, kernel):
+  """`einsum(equation, x, kernel)` of same-dtype operands, accumulated in
+  float32 and returned in their dtype; its gradients are computed the same way.
+
+  For a projection ('ble,ef->blf': every index of one operand also appears in
+  the other or in the output). TPUs and GPUs accumulate bf16 matmuls in f32
+  anyway, so the numbers are the usual ones; saying so explicitly lets XLA:CPU
+  run bf16 x bf16 -> f32 dots natively (YNNPACK, AVX512-BF16) instead of
+  converting both operands to f32 first. The hand-written gradients are two
+  more such einsums; XLA:CPU runs them faster than the transposes JAX derives
+  (BENCHMARKS.md), in f32 as in bf16.
+  """
+  return _einsum_f32(equation, x, kernel).astype(x.dtype)
+
+
+def _accumulating_einsum_fwd(equation, x, kernel):
+  return accumulating_einsum(equation, x, kernel), (x, kernel)
+
+
+def _accumulating_einsum_bwd(equation, residuals, grad):
+  x, kernel = residuals
+  operands, out = equation.split('->')
+  x_axes, kernel_axes = operands.split(',')
+  grad_x = _einsum_f32(f'{out},{kernel_axes}->{x_axes}', grad, kernel).astype(x.dtype)
+  grad_kernel = _einsum_f32(f'{x_axes},{out}->{kernel_axes}', x, grad).astype(kernel.dtype)
+  return grad_x, grad_kernel
+
+
+accumulating_einsum.defvjp(_accumulating_einsum_fwd, _accumulating_einsum_bwd)
+
+
+def relative_position_bucket(relative_position, bidirectional=True, num_buckets=32,
+                             max_distance=128):
+  """T5's bucketing of `relative_position = key_position - query_position`.
+
+  Half the buckets hold exact distances, the rest grow logarithmically up to
+  `max_distance`; anything further shares the last bucket. Unidirectional
+  (causal) attention only looks back, so future positions fall into bucket 0.
+  Float32 arithmetic with the same epsilon as Mesh TensorFlow and t5x, so the
+  integers match theirs exactly.
+  """
+  relative_position = jnp.asarray(relative_position)
+  bucket = 0
+  distance = -relative_position
+  if bidirectional:
+    num_buckets //= 2
+    bucket += (distance < 0).astype(jnp.int32) * num_buckets
+    distance = jnp.abs(distance)
+  else:
+    distance = jnp.maximum(distance, 0)
+  max_exact = num_buckets // 2
+  is_small = distance < max_exact
+  log_ratio = jnp.log(distance.astype(jnp.float32) / max_exact + np.finfo(np.float32).eps)
+  large = max_exact + (log_ratio / np.log(max_distance / max_exact) *
+                       (num_buckets - max_exact)).astype(jnp.int32)
+  large = jnp.minimum(large, num_buckets - 1)
+  return bucket + jnp.where(is_small, distance, large)
+
+
+class RMSNorm(nn.Module):
+  """T5 LayerNorm: scale by the root mean square; no mean subtraction, no bias."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.astype(jnp.float32)
+    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) +
+                          self.config.layer_norm_epsilon)
+    scale = param_with_axes(self, 'scale', nn.initializers.ones, (x.shape[-1],), ('embed',))
+    dtype = jnp.dtype(self.config.dtype)
+    return x.astype(dtype) * scale.astype(dtype)
+
+
+class Embedding(nn.Module):
+  """The token table [vocab, embed]; tied, also the output projection."""
+  config: ModelConfig
+
+  def setup(self):
+    cfg = self.config
+    self.embedding = param_with_axes(self, 'embedding', embedding_init,
+                                     (cfg.vocab_size, cfg.d_model), ('vocab', 'embed'))
+
+  def __call__(self, tokens):
+    """tokens [batch, length] -> [batch, length, embed]. Only the gathered rows
+    are cast: XLA:CPU gathers from a bf16 table by converting all of it first."""
+    return jnp.take(self.embedding, tokens, axis=0).astype(self.config.dtype)
+
+
+class RelativePositionBias(nn.Module):
+  """One [heads, buckets] table turned into an additive attention bias."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, query_positions, key_positions):
+    """positions: [batch, length] -> bias [batch, heads, q_length, k_length]."""
+    cfg = self.config
+    relative = key_positions[:, None, :] - query_positions[:, :, None]  # [batch, q, k]
+    buckets = relative_position_bucket(relative, bidirectional=False,
+                                       num_buckets=cfg.relative_attention_num_buckets,
+                                       max_distance=cfg.relative_attention_max_distance)
+    table = param_with_axes(self, 'rel_embedding', relative_bias_init,
+                            (cfg.num_heads, cfg.relative_attention_num_buckets),
+                            ('heads', 'relpos_buckets'))
+    bias = jnp.take(table.T.astype(cfg.dtype), buckets, axis=0)  # [batch, q, k, heads]
+    return jnp.transpose(bias, (0, 3, 1, 2))
+
+
+class MultiHeadAttention(nn.Module):
+  """Self-attention with heads x head_dim independent of d_model."""
+  config: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x, attention_bias, cached=None, cache_index=None):
+    """x: [batch, length, embed]; attention_bias: [batch, heads, q, k] (mask + position).
+
+    Decoding passes `cached` = this layer's (keys, values) [batch, heads,
+    slots, head_dim]: the chunk's keys and values are written at slot
+    `cache_index` (in place under jit), the queries attend over all slots
+    (`attention_bias` [batch, heads, q, slots] masks the empty ones), and the
+    updated (keys, values) are returned. Heads before slots, so neither
+    einsum transposes the cache.
+    """
+    cfg = self.config
+    shape, axes = (cfg.d_model, cfg.num_heads, cfg.head_dim), ('embed', 'heads', 'kv')
+    def query_init(*args):
+      return qkv_init(*args) / np.sqrt(cfg.head_dim)
+    query, key, value = (
+        nn.with_logical_constraint(  # [batch, length, heads, head_dim]
+            dense(self, name, x, 'ble,ehd->blhd', shape, axes, init),
+            ('batch', 'length', 'heads', 'kv'))
+        for name, init in (('query', query_init), ('key', qkv_init), ('value', qkv_init)))
+
+    if cached is None:
+      logits = jnp.einsum('bqhd,bkhd->bhqk', query, key)
+    else:
+      at = (0, 0, cache_index, 0)
+      key, value = (  # [batch, heads, slots, head_dim]
+          jax.lax.dynamic_update_slice(old, jnp.swapaxes(new, 1, 2).astype(old.dtype), at)
+          for old, new in zip(cached, (key, value)))
+      query = jnp.swapaxes(query, 1, 2)  # [batch, heads, q, head_dim]
+      logits = jnp.einsum('bhqd,bhkd->bhqk', query, key.astype(query.dtype))
+    logits = logits.astype(jnp.float32) + attention_bias.astype(jnp.float32)
+    weights = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)  # [batch, heads, q, k]
+    weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=self.deterministic)
+    out_shape, out_axes = (cfg.num_heads, cfg.head_dim, cfg.d_model), ('heads', 'kv', 'embed')
+    if cached is None:
+      context = jnp.einsum('bhqk,bkhd->bqhd', weights, value)  # [batch, q, heads, head_dim]
+      out = dense(self, 'out', context, 'bqhd,hde->bqe', out_shape, out_axes, attention_out_init)
+    else:  # XLA:CPU runs these batched matmuls ~10x faster in [batch, heads, q, ...] order
+      context = jnp.einsum('bhqk,bhkd->bhqd', weights, value.astype(weights.dtype))
+      out = dense(self, 'out', context, 'bhqd,hde->bqe', out_shape, out_axes, attention_out_init)
+    out = nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+    return out, (None if cached is None else (key, value))
+
+
+class GatedMlp(nn.Module):
+  """wo(act_0(x wi_0) * act_1(x wi_1) * ...); ('gelu', 'linear') is gated-GELU."""
+  config: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    hidden = []
+    for index, activation in enumerate(cfg.activations):
+      name = 'wi' if len(cfg.activations) == 1 else f'wi_{index}'
+      projected = dense(self, name, x, 'ble,ef->blf', (cfg.d_model, cfg.d_ff), ('embed', 'mlp'))
+      hidden.append(ACTIVATION_FUNCTIONS[activation](projected))  # [batch, length, mlp]
+    hidden = functools.reduce(operator.mul, hidden)
+    hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'mlp'))
+    hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=self.deterministic)
+    out = dense(self, 'wo', hidden, 'blf,fe->ble', (cfg.d_ff, cfg.d_model), ('mlp', 'embed'))
+    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))

@@ -1,0 +1,109 @@
+"""`--mode eval`: how well a fine-tuned run's discriminators rate held-out responses.
+
+Per attribute: accuracy at 0.5, ROC AUC (the probability that a random
+positive outscores a random negative, ties counting half) and expected
+calibration error (equal-width confidence bins). Then the model's own replies:
+the run answers held-out contexts by sample-and-rank and its discriminators
+judge them (§6.1's SSI and safety, as rated by the model rather than crowd
+workers): the rate of P >= 0.5 per attribute for the chosen replies and for
+all candidates, so the ranking's lift is visible. Written as one JSON line and
+to TensorBoard (`DIR/tensorboard`).
+"""
+
+import os
+
+import numpy as np
+import tensorboardX
+
+from lamda_jax.config import ExperimentConfig
+from lamda_jax.data import builders, pipeline
+from lamda_jax.finetune import formats, tasks
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import responder as responder_lib
+from lamda_jax.serving import scoring
+from lamda_jax.training import loop
+
+
+def auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
+  positive, negative = probabilities[labels == 1], probabilities[labels == 0]
+  if not len(positive) or not len(negative):
+    return float('nan')  # undefined with a single class
+  return float((positive[:, None] > negative[None, :]).mean() +
+               0.5 * (positive[:, None] == negative[None, :]).mean())
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
+  """Sum over bins of |mean label - mean probability|, weighted by the bin's share."""
+  edges = np.linspace(0.0, 1.0, bins + 1)
+  which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+  error = 0.0
+  for b in range(bins):
+    in_bin = which == b
+    if in_bin.any():
+      error += in_bin.mean() * abs(labels[in_bin].mean() - probabilities[in_bin].mean())
+  return float(error)
+
+
+def held_out_records(experiment: ExperimentConfig, workdir: str):
+  """Every record of `eval.labels`, or the held-out split of `finetune.labels`."""
+  cfg = experiment.eval
+  if cfg.labels:
+    splits = tasks.label_splits(experiment, workdir, 'eval.labels', cfg.labels)
+    return [record for split in builders.SPLITS for record in splits.get(split, [])]
+  splits = tasks.label_splits(experiment, workdir, 'finetune.labels',
+                                      experiment.finetune.labels)
+  return splits.get('validation', [])
+
+
+def sampled_reply_rates(responder, contexts) -> dict:
+  """Discriminator-judged rates of the replies `responder` gives to `contexts`."""
+  chosen, every = [], []
+  decisions = [d for start in range(0, len(contexts), 8)
+               for d in responder.respond(contexts[start:start + 8])]
+  for decision in decisions:
+    every += [c.scores for c in decision.candidates if c.text.strip()]
+    if not decision.fallback:
+      chosen.append(decision.candidates[0].scores)
+  results = {'sampled/contexts': len(contexts),
+             'sampled/fallback_rate': sum(d.fallback for d in decisions) / len(decisions)}
+  for attribute in formats.ATTRIBUTES:
+    for name, scores in (('chosen', chosen), ('candidates', every)):
+      rate = np.mean([s[attribute] >= 0.5 for s in scores]) if scores else float('nan')
+      results[f'sampled/{attribute}/{name}_rate'] = float(rate)
+  return results
+
+
+def run(experiment: ExperimentConfig, workdir: str) -> dict:
+  cfg, seq_len = experiment.eval, experiment.train.seq_len
+  if not cfg.from_run:
+    raise ValueError('config.eval.from_run: the fine-tuned run to evaluate is required')
+  records = held_out_records(experiment, workdir)
+  params = loop.latest_parameters(experiment, cfg.from_run, 'eval.from_run')
+  tokenizer = pipeline.run_tokenizer(experiment, cfg.from_run, 'eval.from_run')
+  model = Decoder(experiment.model)
+  results = {'mode': 'eval', 'responses': len(records)}
+  writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  for attribute in formats.ATTRIBUTES:
+    rated = [r for r in records if attribute in r.labels]
+    if not rated:
+      continue
+    probabilities = np.concatenate([
+        scoring.score(params, model, tokenizer, [r.context for r in chunk],
+                      [r.response.text for r in chunk], (attribute,), seq_len)[:, 0]
+        for chunk in (rated[i:i + 64] for i in range(0, len(rated), 64))])
+    labels = np.array([r.labels[attribute] for r in rated])
+    metrics = {'count': len(rated), 'positive_rate': float(labels.mean()),
+               'accuracy': float(((probabilities >= 0.5) == labels).mean()),
+               'auc': auc(probabilities, labels),
+               'ece': expected_calibration_error(probabilities, labels, cfg.calibration_bins)}
+    for name, value in metrics.items():
+      results[f'{attribute}/{name}'] = value
+      writer.add_scalar(f'eval_discriminators/{attribute}/{name}', value, 0)
+  if cfg.sampled_contexts:
+    contexts = list({r.context: None for r in records})[:cfg.sampled_contexts]
+    sampled = sampled_reply_rates(responder_lib.Responder(experiment, cfg.from_run), contexts)
+    results.update(sampled)
+    for name, value in sampled.items():
+      writer.add_scalar(f'eval_{name}', value, 0)
+  writer.close()
+  return results

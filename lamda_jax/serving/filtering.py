@@ -1,0 +1,67 @@
+"""`--mode filter`: keep the generated responses the discriminators judge good (§6.1).
+
+LaMDA's SSI and safety discriminators cut 2.5M turns of generated dialog to
+800K for generator fine-tuning. Each candidate is scored on all four
+attributes by a fine-tuned run's model; kept candidates are written with their
+scores to `filtered.jsonl`, and `filter_report.json` counts the candidates,
+the kept, and the dropped by reason (a candidate can fail several thresholds).
+"""
+
+import collections
+import json
+import os
+
+from lamda_jax.config import ExperimentConfig
+from lamda_jax.data import pipeline
+from lamda_jax.finetune import formats, labels
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import scoring
+from lamda_jax.training import loop
+
+
+def failures(scores: dict[str, float], cfg) -> list[str]:
+  """The thresholds a candidate's scores miss, as reasons."""
+  checks = (('SENSIBLE', scores['SENSIBLE'] >= cfg.sensible_min, 'not sensible'),
+            ('SPECIFIC', scores['SPECIFIC'] >= cfg.specific_min, 'not specific'),
+            ('INTERESTING', scores['INTERESTING'] >= cfg.interesting_min, 'not interesting'),
+            ('UNSAFE', scores['UNSAFE'] <= cfg.unsafe_max, 'unsafe'))
+  return [reason for _, passed, reason in checks if not passed]
+
+
+def run(experiment: ExperimentConfig, workdir: str) -> dict:
+  cfg, seq_len = experiment.filter, experiment.train.seq_len
+  if not cfg.candidates or not cfg.from_run:
+    raise ValueError('config.filter.candidates and config.filter.from_run are both required')
+  candidates = list(labels.read_lines(cfg.candidates, labels.parse_exchange))
+  params = loop.latest_parameters(experiment, cfg.from_run, 'filter.from_run')
+  tokenizer = pipeline.run_tokenizer(experiment, cfg.from_run, 'filter.from_run')
+  model = Decoder(experiment.model)
+  counts = collections.Counter(candidates=len(candidates))
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'filtered.jsonl'), 'w', encoding='utf-8') as kept:
+    for start in range(0, len(candidates), cfg.batch_size):
+      batch = []
+      for origin, record, (context, response) in candidates[start:start + cfg.batch_size]:
+        try:  # a response that cannot fit in a row with its rating suffix is not scored
+          formats.discriminator_example(tokenizer, context, response.text, 'UNSAFE', 1,
+                                                seq_len)
+        except formats.TooLong:
+          counts[f'too long for seq_len {seq_len}'] += 1
+          continue
+        batch.append((origin, record, context, response))
+      if not batch:
+        continue
+      probabilities = scoring.score(params, model, tokenizer, [b[2] for b in batch],
+                                    [b[3].text for b in batch], formats.ATTRIBUTES,
+                                    seq_len)
+      for (origin, record, _, _), row in zip(batch, probabilities):
+        scores = dict(zip(formats.ATTRIBUTES, map(float, row)))
+        reasons = failures(scores, cfg)
+        counts.update(reasons)
+        if not reasons:
+          counts['kept'] += 1
+          kept.write(json.dumps({**record, 'origin': origin, 'scores': scores}) + '\n')
+  report = {'mode': 'filter', 'dropped': counts['candidates'] - counts['kept'], **counts}
+  with open(os.path.join(workdir, 'filter_report.json'), 'w', encoding='utf-8') as f:
+    json.dump(report, f, indent=1)
+  return report

@@ -1,0 +1,231 @@
+"""`--mode train`: the one train loop, for pre-training and fine-tuning alike.
+
+Each step: fetch the step's batch (a pure function of the step), run the jitted
+sharded update, keep its metrics on the device. Every `log_every` steps and
+before every checkpoint the host syncs once: it writes the metrics, stops on a
+non-finite step, and reports tokens/s and MFU. SIGTERM (a TPU preemption)
+saves a checkpoint at the current step and exits cleanly.
+"""
+
+import functools
+import math
+import signal
+import threading
+import time
+
+from absl import logging
+import flax.linen as nn
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+from lamda_jax.config import ExperimentConfig
+from lamda_jax.data import pipeline
+from lamda_jax.model import stats
+from lamda_jax.model.decoder import Decoder
+from lamda_jax.serving import decoding
+from lamda_jax.training import metrics as metrics_lib
+from lamda_jax.training import optimizers, partitioning, train_state, train_step
+from lamda_jax.training.checkpointing import Checkpointer
+
+_SIGTERM = threading.Event()
+
+
+class TrainingDiverged(RuntimeError):
+  """A step's loss or gradients were not finite."""
+
+
+def _preemption_requested(step: int) -> bool:
+  if jax.process_count() > 1:  # every host must agree on the step to stop at
+    return multihost_utils.reached_preemption_sync_point(step)
+  return _SIGTERM.is_set()
+
+
+def _check_resumed_data(data_state: dict, sampler, step: int):
+  if data_state['fingerprint'] != sampler.fingerprint:
+    raise ValueError(f'The checkpoint at step {step} was written with different training data '
+                     f'(fingerprint {data_state["fingerprint"]}, now {sampler.fingerprint}); '
+                     'resuming would not replay the same batches.')
+  if data_state['next_step'] != step:
+    raise ValueError(f'Checkpoint data position {data_state["next_step"]} != state step {step}')
+
+
+def _per_task(prefix: str, sums: dict, tasks) -> dict:
+  """Loss and accuracy of each task present, when the batch can mix several."""
+  results = {}
+  for task, (loss, correct, weight) in enumerate(zip(
+      sums['task_loss'], sums['task_correct'], sums['task_weight'])):
+    if weight > 0 and len(tasks) > 1:
+      results[f'{prefix}{tasks[task]}/loss'] = float(loss / weight)
+      results[f'{prefix}{tasks[task]}/accuracy'] = float(correct / weight)
+  return results
+
+
+class _Logger:
+  """Turns the device-side metrics of the last few steps into logged scalars."""
+
+  def __init__(self, experiment: ExperimentConfig, writer, peak_flops: float):
+    self.cfg, self.writer = experiment.train, writer
+    self.flops_per_token = stats.flops_per_token(experiment.model, self.cfg.seq_len)[
+        'flops_per_token']
+    self.peak_flops = peak_flops * jax.device_count()
+    self.restart_clock()
+
+  def restart_clock(self, exclude_steps: int = 0):
+    """Throughput counts from now; `exclude_steps` already pending ran before it."""
+    self.clock, self.steps_since = time.perf_counter(), -exclude_steps
+
+  def log(self, pending) -> dict:
+    host = jax.device_get([metrics for _, metrics in pending])
+    for (step, _), values in zip(pending, host):
+      if not values['finite']:
+        raise TrainingDiverged(
+            f'Step {step + 1}: loss {values["loss"]} or gradient norm {values["grad_norm"]} is not '
+            'finite; the update was not applied and the run stops here. The last checkpoint '
+            'is intact.')
+      scalars = {name: float(values[name]) for name in
+                 ('loss', 'z_loss', 'grad_norm', 'learning_rate', 'tokens')}
+      scalars.update(_per_task('', values, self.cfg.tasks))
+      self.writer.write(step + 1, scalars)
+    self.steps_since += len(pending)
+    last_step, throughput = pending[-1][0] + 1, {}
+    if self.steps_since > 0:  # not only the step that compiled
+      seconds = time.perf_counter() - self.clock
+      tokens_per_second = self.steps_since * self.cfg.batch_size * self.cfg.seq_len / seconds
+      throughput = {'tokens_per_second': tokens_per_second,
+                    'mfu': self.flops_per_token * tokens_per_second / self.peak_flops}
+      self.writer.write(last_step, throughput)
+    self.writer.show(last_step, loss=scalars['loss'], **throughput)
+    self.writer.flush()
+    self.restart_clock()
+    return {**scalars, **throughput}
+
+
+def jit_update(experiment: ExperimentConfig, model, optimizer, shardings, batch_sharding):
+  """The sharded train step (pjit): the state is donated, so it is updated in place."""
+  return jax.jit(
+      functools.partial(train_step.train_step, model=model, optimizer=optimizer,
+                        schedule=optimizers.learning_rate_schedule(experiment.train),
+                        cfg=experiment.train),
+      in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
+      donate_argnums=0)
+
+
+def evaluate(eval_fn, params, sampler, batches: int, to_device, tasks) -> dict:
+  """Loss, perplexity and accuracy on held-out batches; per task when there are several."""
+  totals = None
+  for index in range(batches):  # the same held-out batches every time
+    sums = jax.device_get(eval_fn(params, to_device(sampler.batch(index))))
+    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+  loss = float(totals['loss'] / max(totals['weight'], 1.0))
+  return {'eval/loss': loss, 'eval/perplexity': math.exp(min(loss, 50.0)),
+          'eval/accuracy': float(totals['task_correct'].sum() / max(totals['weight'], 1.0)),
+          **_per_task('eval/', totals, tasks)}
+
+
+def restore_state(run_dir: str, experiment, abstract, field: str) -> train_state.TrainState:
+  """The latest train state of another run's workdir, onto this mesh."""
+  restored = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest(abstract)
+  if restored is None:
+    raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
+  logging.info('Restored %s at step %d.', run_dir, int(restored[0].step))
+  return restored[0]
+
+
+def latest_parameters(experiment: ExperimentConfig, run_dir: str, field: str):
+  """The latest parameters of a run, for modes that only read a model: on a
+  mesh of their own, in `decoding.inference_params`'s dtypes, read straight
+  into those (no optimizer state, no float32 copy of bf16 weights)."""
+  mesh = partitioning.create_mesh(experiment)
+  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
+    stored = train_state.abstract_state(experiment, model, optimizer, mesh)[0].params
+    for_inference = jax.eval_shape(
+        functools.partial(decoding.inference_params, cfg=experiment.model), stored)
+    wanted = jax.tree.map(lambda leaf, cast: jax.ShapeDtypeStruct(
+        leaf.shape, cast.dtype, sharding=leaf.sharding), stored, for_inference)
+    params = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest_params(wanted)
+  if params is None:
+    raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
+  return params
+
+
+def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '',
+        keep_optimizer_state: bool = False) -> dict:
+  """Trains to `train.steps`, resuming from the workdir's latest checkpoint.
+
+  A fresh run starts from the parameters of `init_from`'s latest checkpoint
+  when given (with its optimizer state if `keep_optimizer_state`, else a
+  fresh one; the step count starts at 0 either way), else from a random
+  initialisation.
+  """
+  cfg, rules = experiment.train, experiment.logical_axis_rules
+  mesh = partitioning.create_mesh(experiment)
+  partitioning.check_batch_divisible(cfg.batch_size // cfg.microbatches, mesh, rules,
+                                     field='train.microbatches')
+  datasets = datasets or pipeline.build(experiment, workdir)
+  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(cfg)
+  logging.info('Mesh %s; %d devices on %d hosts.', dict(mesh.shape), jax.device_count(),
+               jax.process_count())
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    abstract, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
+    checkpointer = Checkpointer(workdir, cfg)
+    restored = checkpointer.restore_latest(abstract)
+    if restored is None:
+      state = train_state.create(experiment, model, optimizer, shardings)
+      if init_from:
+        start_from = restore_state(init_from, experiment, abstract, 'finetune.init_from')
+        state = state.replace(params=start_from.params, opt_state=(
+            start_from.opt_state if keep_optimizer_state else state.opt_state))
+    else:
+      state, data_state = restored
+      _check_resumed_data(data_state, datasets.train, int(state.step))
+      logging.info('Resumed from step %d.', int(state.step))
+
+    batch_sharding = partitioning.batch_sharding(mesh, rules)
+    to_device = lambda batch: {name: jax.make_array_from_process_local_data(batch_sharding, array)  # pylint: disable=unnecessary-lambda-assignment
+                               for name, array in batch.items()}
+    update = jit_update(experiment, model, optimizer, shardings, batch_sharding)
+    eval_fn = jax.jit(functools.partial(train_step.eval_step, model=model, cfg=cfg),
+                      in_shardings=(shardings.params, batch_sharding))
+
+    start = int(state.step)
+    writer = metrics_lib.MetricsWriter(workdir, cfg.steps, start)
+    peak = cfg.peak_flops_per_device or metrics_lib.measure_peak_flops(experiment.model.dtype)
+    logger = _Logger(experiment, writer, peak)
+    summary = {'start_step': start, 'packing_efficiency': datasets.packing_efficiency,
+               'bad_records': datasets.bad_records, 'loss_curve': {}}
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: _SIGTERM.set())
+    try:
+      pending = []
+      for step in range(start, cfg.steps):
+        state, step_metrics = update(state, to_device(datasets.train.batch(step)))
+        pending.append((step, step_metrics))
+        if step == start:  # leave compilation out of the throughput
+          jax.block_until_ready(step_metrics)
+          logger.restart_clock(exclude_steps=1)
+        done = step + 1
+        preempted = _preemption_requested(done)
+        save = checkpointer.should_save(done) or done == cfg.steps or preempted
+        if done % cfg.log_every == 0 or save:
+          summary.update(logger.log(pending))
+          summary['loss_curve'][done] = round(summary['loss'], 4)
+          pending = []
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+          results = evaluate(eval_fn, state.params, datasets.eval, cfg.eval_batches, to_device,
+                             cfg.tasks)
+          writer.write(done, results)
+          summary.update(results)
+        if save:
+          checkpointer.save(done, state, datasets.train.state(done))
+        if preempted:
+          logging.warning('SIGTERM: saved a checkpoint at step %d and stopping.', done)
+          summary['preempted'] = True
+          break
+    finally:
+      signal.signal(signal.SIGTERM, previous_handler)
+      checkpointer.close()
+      writer.close()
+  summary['final_step'] = int(state.step)
+  return summary
