@@ -8,7 +8,7 @@ WORKDIR ?= runs/demo
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo chat data test test-fast bench venv clean
+.PHONY: demo chat data lint test test-fast bench venv clean
 
 venv: $(INSTALLED)
 
@@ -52,10 +52,13 @@ demo: $(INSTALLED) data
 chat: $(INSTALLED)
 	$(RUN) --config configs/tiny.py --mode chat --config.decode.from_run=$(WORKDIR)-finetune
 
-test: $(INSTALLED)
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest
 
-test-fast: $(INSTALLED)
+test-fast: lint
 	$(BIN)/python -m pytest -m 'not slow'
 
 # The benchmark's peer (PyTorch + transformers) lives in its own environment.

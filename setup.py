@@ -27,5 +27,5 @@ setuptools.setup(
         'tqdm>=4.66',
         'werkzeug>=3.1',
     ],
-    extras_require={'dev': ['pytest>=8.0']},
+    extras_require={'dev': ['pytest>=8.0', 'ruff>=0.15', 'scikit-learn>=1.5']},
 )

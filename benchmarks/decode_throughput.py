@@ -17,16 +17,14 @@ import sys
 import time
 
 from absl import app, flags
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from configs import bench
 from lamda_jax import config as config_lib
-from lamda_jax.model.decoder import Decoder
 from lamda_jax.serving import decoding, scoring
-from lamda_jax.training import optimizers, partitioning, train_state
+from lamda_jax.training import trainer as trainer_lib
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
@@ -45,20 +43,19 @@ def _timed(fn, repeats):
 
 
 def measure(experiment, repeats: int) -> dict:
-  mesh = partitioning.create_mesh(experiment)
-  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
+  trainer = trainer_lib.set_up(experiment)
+  model = trainer.model
   # Sampling runs to the end: with random weights EOS (1 in 32000) almost never comes.
   sampling = decoding.Sampling(CANDIDATES, NEW_TOKENS, top_k=40, temperature=1.0, top_p=1.0)
   prompt = np.random.default_rng(0).integers(3, experiment.model.vocab_size, (1, PROMPT),
                                              np.int32)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
-    _, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
-    params = decoding.inference_params(
-        train_state.create(experiment, model, optimizer, shardings).params, experiment.model)
+  with trainer.activated():
+    params = decoding.inference_params(trainer.initial_state().params, experiment.model)
     generate_seconds, out = _timed(lambda: decoding.generate(
         params, jnp.asarray(prompt), jnp.asarray([PROMPT]), jax.random.key(0), model=model,
         sampling=sampling), repeats)
     cache = out['cache']
+
     def score(cache):
       return scoring.score_cached(params, cache, out['next_positions'], 3, 4, model=model,
                                   suffixes=SUFFIXES)

@@ -1,7 +1,7 @@
 """Training throughput and MFU of lamda_jax, side by side with the peer, one run.
 
 For each config (tiny, bench): tokens/s of the real sharded train step
-(`loop.jit_update`, AdamW, global-norm clipping), and MFU against this
+(`trainer.set_up`'s update, AdamW, global-norm clipping), and MFU against this
 machine's matmul peak measured in the same run. The peer, HuggingFace
 LlamaForCausalLM on PyTorch (same dimensions, AdamW), runs in its own
 environment given by --peer_python. One JSON line per measurement.
@@ -16,15 +16,14 @@ import sys
 import time
 
 from absl import app, flags
-import flax.linen as nn
 import jax
 import numpy as np
 
 from configs import bench, tiny
 from lamda_jax import config as config_lib
 from lamda_jax.model import stats
-from lamda_jax.model.decoder import Decoder
-from lamda_jax.training import loop, metrics, optimizers, partitioning, train_state
+from lamda_jax.training import metrics
+from lamda_jax.training import trainer as trainer_lib
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
@@ -41,20 +40,16 @@ def _full_batch(experiment):
 
 
 def jax_throughput(experiment, steps: int) -> float:
-  mesh = partitioning.create_mesh(experiment)
-  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
-    _, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
-    state = train_state.create(experiment, model, optimizer, shardings)
-    sharding = partitioning.batch_sharding(mesh, experiment.logical_axis_rules)
-    update = loop.jit_update(experiment, model, optimizer, shardings, sharding)
-    batch = jax.device_put(_full_batch(experiment), sharding)
+  trainer = trainer_lib.set_up(experiment)
+  with trainer.activated():
+    state = trainer.initial_state()
+    batch = jax.device_put(_full_batch(experiment), trainer.batch_sharding)
     for _ in range(2):  # compile, then one more untimed step
-      state, step_metrics = update(state, batch)
+      state, step_metrics = trainer.update(state, batch)
     jax.block_until_ready(step_metrics)
     start = time.perf_counter()
     for _ in range(steps):
-      state, step_metrics = update(state, batch)
+      state, step_metrics = trainer.update(state, batch)
     jax.block_until_ready(step_metrics)
   return steps * experiment.train.batch_size * experiment.train.seq_len / (
       time.perf_counter() - start)

@@ -6,8 +6,13 @@ sharding (GSPMD), here FSDP over 128 x tensor parallelism over 8.
 Data: the paper's Infiniset shares over the lab's files under /data/infiniset.
 """
 
-from lamda_jax.config import DataConfig, ExperimentConfig, MeshConfig, ModelConfig
-from lamda_jax.config import infiniset_sources
+from lamda_jax.config import (
+  DataConfig,
+  ExperimentConfig,
+  MeshConfig,
+  ModelConfig,
+  infiniset_sources,
+)
 
 
 def get_config():

@@ -6,8 +6,13 @@ head_dim = 128 (as in 137B) give 8.6B non-embedding parameters.
 Data: the paper's Infiniset shares over the lab's files under /data/infiniset.
 """
 
-from lamda_jax.config import DataConfig, ExperimentConfig, MeshConfig, ModelConfig
-from lamda_jax.config import infiniset_sources
+from lamda_jax.config import (
+  DataConfig,
+  ExperimentConfig,
+  MeshConfig,
+  ModelConfig,
+  infiniset_sources,
+)
 
 
 def get_config():

@@ -5,8 +5,7 @@ unrolled layers because XLA:CPU runs them ~1.3x faster than a scan
 (BENCHMARKS.md); the paper configs scan, which compiles once per layer stack.
 """
 
-from lamda_jax.config import DataConfig, ExperimentConfig, FinetuneConfig, ModelConfig
-from lamda_jax.config import TrainConfig
+from lamda_jax.config import DataConfig, ExperimentConfig, FinetuneConfig, ModelConfig, TrainConfig
 
 
 def get_config():

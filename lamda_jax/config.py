@@ -8,10 +8,14 @@ names the field before anything is traced or compiled.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
+import jax
 import ml_collections
+
+from lamda_jax import attributes
 
 MESH_AXES = ('data', 'fsdp', 'tensor')
 # Logical names used by parameters and activations. Activations reuse the
@@ -20,9 +24,27 @@ MESH_AXES = ('data', 'fsdp', 'tensor')
 # activations batch-sharded while parameters are FSDP-sharded on 'embed'.
 LOGICAL_AXES = ('batch', 'length', 'vocab', 'embed', 'heads', 'kv', 'mlp', 'layers',
                 'relpos_buckets')
-ACTIVATIONS = ('gelu', 'gelu_exact', 'relu', 'silu', 'linear')
 DTYPES = ('float32', 'bfloat16', 'float16')
-REMAT_POLICIES = ('none', 'full', 'dots', 'dots_no_batch')
+
+# Registries: a config names one of these; nothing else lists the names.
+ACTIVATIONS = {
+    'gelu': functools.partial(jax.nn.gelu, approximate=True),  # T5.1.1's tanh form
+    'gelu_exact': functools.partial(jax.nn.gelu, approximate=False),
+    'relu': jax.nn.relu,
+    'silu': jax.nn.silu,
+    'linear': lambda x: x,
+}
+PROJECTION = 'projection'  # the checkpoint name of every projection's output (layers.dense)
+# Projections are custom-VJP calls, not dots, to jax.checkpoint: they are kept by name.
+_with_projections = functools.partial(jax.checkpoint_policies.save_from_both_policies,
+                                      jax.checkpoint_policies.save_only_these_names(PROJECTION))
+REMAT_POLICIES = {
+    'none': None,  # no rematerialisation
+    'full': jax.checkpoint_policies.nothing_saveable,  # recompute everything
+    'dots': _with_projections(jax.checkpoint_policies.checkpoint_dots),  # every matmul output
+    'dots_no_batch': _with_projections(  # the projections; attention is recomputed
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable),
+}
 
 # FSDP over 'fsdp' (ZeRO-3), tensor parallelism over 'tensor', data parallelism
 # over 'data'. Switching strategy is editing this table, never the model.
@@ -47,19 +69,40 @@ def _fail(field: str, message: str):
   raise ConfigError(f'config.{field}: {message}')
 
 
-def _check_int(field: str, value: Any, minimum: int = 1):
+def _check_int(field: str, value: Any, minimum: int = 1, maximum: int | None = None):
   if isinstance(value, bool) or not isinstance(value, int):
     _fail(field, f'must be an integer, got {value!r}')
   if value < minimum:
     _fail(field, f'must be >= {minimum}, got {value}')
+  if maximum is not None and value > maximum:
+    _fail(field, f'must be <= {maximum}, got {value}')
+
+
+def _check_number(field: str, value: Any, low: float | None = None, high: float | None = None,
+                  *, low_open: bool = False, high_open: bool = False):
+  """A real number (bools are not) within the bounds, open or closed."""
+  above = low is None or (value > low if low_open else value >= low)
+  below = high is None or (value < high if high_open else value <= high)
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (above and below):
+    if low is not None and high is not None:
+      bounds = f'in {"(" if low_open else "["}{low}, {high}{")" if high_open else "]"}'
+    elif low is not None:
+      bounds = f'{">" if low_open else ">="} {low}'
+    else:
+      bounds = f'{"<" if high_open else "<="} {high}'
+    _fail(field, f'must be a number {bounds}, got {value!r}')
 
 
 def _check_probability(field: str, value: Any):
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-    _fail(field, f'must be a probability in [0, 1], got {value!r}')
+  _check_number(field, value, 0, 1)
 
 
-def _check_choice(field: str, value: Any, choices: tuple[str, ...]):
+def _check_bool(field: str, value: Any):
+  if not isinstance(value, bool):
+    _fail(field, f'must be True or False, got {value!r}')
+
+
+def _check_choice(field: str, value: Any, choices):
   if value not in choices:
     _fail(field, f'unknown value {value!r}; expected one of {", ".join(choices)}')
 
@@ -104,10 +147,11 @@ class ModelConfig:
       _fail('model.relative_attention_max_distance',
             f'must exceed num_buckets / 2 = {buckets // 2} (the exact-distance buckets), '
             f'got {self.relative_attention_max_distance}')
-    if not (isinstance(self.layer_norm_epsilon, float) and 0 < self.layer_norm_epsilon < 1):
-      _fail('model.layer_norm_epsilon', f'must be a float in (0, 1), got {self.layer_norm_epsilon!r}')
-    if not (isinstance(self.dropout_rate, (int, float)) and 0 <= self.dropout_rate < 1):
-      _fail('model.dropout_rate', f'must be in [0, 1), got {self.dropout_rate!r}')
+    _check_number('model.layer_norm_epsilon', self.layer_norm_epsilon, 0, 1, low_open=True,
+                  high_open=True)
+    _check_number('model.dropout_rate', self.dropout_rate, 0, 1, high_open=True)
+    _check_bool('model.tie_embeddings', self.tie_embeddings)
+    _check_bool('model.scan_layers', self.scan_layers)
     _check_choice('model.dtype', self.dtype, DTYPES)
     _check_choice('model.param_dtype', self.param_dtype, DTYPES)
     _check_choice('model.remat_policy', self.remat_policy, REMAT_POLICIES)
@@ -199,19 +243,14 @@ class TrainConfig:
       _fail('train.microbatches', f'must divide batch_size {self.batch_size}, got {self.microbatches}')
     _check_choice('train.optimizer', self.optimizer, OPTIMIZERS)
     _check_choice('train.schedule', self.schedule, SCHEDULES)
-    for name in ('learning_rate', 'final_learning_rate_fraction', 'weight_decay', 'adam_b1',
-                 'adam_b2', 'grad_clip_norm', 'z_loss', 'peak_flops_per_device'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        _fail(f'train.{name}', f'must be a non-negative number, got {value!r}')
-    if self.learning_rate == 0:
-      _fail('train.learning_rate', 'must be positive')
+    _check_number('train.learning_rate', self.learning_rate, 0, low_open=True)
+    for name in ('weight_decay', 'grad_clip_norm', 'z_loss', 'peak_flops_per_device'):
+      _check_number(f'train.{name}', getattr(self, name), 0)
+    for name in ('adam_b1', 'adam_b2', 'final_learning_rate_fraction'):
+      _check_number(f'train.{name}', getattr(self, name), 0, 1)
     object.__setattr__(self, 'tasks', tuple(self.tasks))
     if not self.tasks or len(set(self.tasks)) != len(self.tasks):
       _fail('train.tasks', f'must be distinct names, at least one, got {self.tasks!r}')
-    for name in ('adam_b1', 'adam_b2', 'final_learning_rate_fraction'):
-      if getattr(self, name) > 1:
-        _fail(f'train.{name}', f'must be at most 1, got {getattr(self, name)}')
 
 
 SOURCE_KINDS = ('dialogs', 'documents', 'tfds')
@@ -237,9 +276,7 @@ class SourceConfig:
   def validate(self, name: str):
     field = f'data.sources.{name}'
     _check_choice(f'{field}.kind', self.kind, SOURCE_KINDS)
-    if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not (
-        self.weight > 0):
-      _fail(f'{field}.weight', f'must be a positive number, got {self.weight!r}')
+    _check_number(f'{field}.weight', self.weight, 0, low_open=True)
     object.__setattr__(self, 'paths', tuple(self.paths))
     if self.kind == 'tfds':
       if not self.tfds_name:
@@ -290,8 +327,7 @@ class DataConfig:
       _fail('data.sources', 'needs at least one source')
     for name, source in sources:
       source.validate(name)
-    if not (isinstance(self.eval_fraction, float) and 0 < self.eval_fraction < 1):
-      _fail('data.eval_fraction', f'must be a float in (0, 1), got {self.eval_fraction!r}')
+    _check_number('data.eval_fraction', self.eval_fraction, 0, 1, low_open=True, high_open=True)
     _check_int('data.tokenizer_training_chars', self.tokenizer_training_chars)
 
 
@@ -322,17 +358,14 @@ class FinetuneConfig:
     for path in self.labels:
       if path.startswith('embedded:'):
         _check_choice('finetune.labels', path.removeprefix('embedded:'), ('chitchat_weak',))
-    if not isinstance(self.keep_optimizer_state, bool):
-      _fail('finetune.keep_optimizer_state', f'must be True or False, got {self.keep_optimizer_state!r}')
+    _check_bool('finetune.keep_optimizer_state', self.keep_optimizer_state)
     weights = ('generator_weight', 'discriminator_weight', 'pretrain_weight')
     for name in weights:
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        _fail(f'finetune.{name}', f'must be a non-negative number, got {value!r}')
+      _check_number(f'finetune.{name}', getattr(self, name), 0)
     if not any(getattr(self, name) for name in weights):
       _fail('finetune', 'at least one task weight must be positive')
-    if not (isinstance(self.eval_fraction, float) and 0 < self.eval_fraction < 1):
-      _fail('finetune.eval_fraction', f'must be a float in (0, 1), got {self.eval_fraction!r}')
+    _check_number('finetune.eval_fraction', self.eval_fraction, 0, 1, low_open=True,
+                  high_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,8 +386,8 @@ class FilterConfig:
   batch_size: int = 64
 
   def __post_init__(self):
-    for name in ('sensible_min', 'specific_min', 'interesting_min', 'unsafe_max'):
-      _check_probability(f'filter.{name}', getattr(self, name))
+    for attribute in attributes.TABLE:
+      _check_probability(f'filter.{attribute.filter_field}', getattr(self, attribute.filter_field))
     _check_int('filter.batch_size', self.batch_size)
 
 
@@ -409,12 +442,8 @@ class DecodeConfig:
     _check_int('decode.max_new_tokens', self.max_new_tokens)
     _check_int('decode.top_k', self.top_k, minimum=0)
     _check_int('decode.seed', self.seed, minimum=0)
-    if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or (
-        self.temperature < 0):
-      _fail('decode.temperature', f'must be a number >= 0, got {self.temperature!r}')
-    _check_probability('decode.top_p', self.top_p)
-    if self.top_p == 0:
-      _fail('decode.top_p', 'must be > 0 (1 turns nucleus sampling off)')
+    _check_number('decode.temperature', self.temperature, 0)
+    _check_number('decode.top_p', self.top_p, 0, 1, low_open=True)  # 1 turns nucleus sampling off
     _check_choice('decode.ranking', self.ranking, ('lamda', 'pt'))
     _check_probability('decode.safety_threshold', self.safety_threshold)
     for name in ('fallback_reply', 'user_speaker', 'model_speaker'):
@@ -436,9 +465,7 @@ class ServeConfig:
   max_turn_chars: int = 2000
 
   def __post_init__(self):
-    _check_int('serve.port', self.port, minimum=0)
-    if self.port > 65535:
-      _fail('serve.port', f'must be <= 65535, got {self.port}')
+    _check_int('serve.port', self.port, minimum=0, maximum=65535)
     for name in ('max_request_bytes', 'max_turns', 'max_turn_chars'):
       _check_int(f'serve.{name}', getattr(self, name))
 
@@ -454,6 +481,20 @@ class DistributedConfig:
   coordinator_address: str = ''  # host:port of process 0
   num_processes: int = -1
   process_id: int = -1
+
+  def __post_init__(self):
+    _check_bool('distributed.enabled', self.enabled)
+    if not isinstance(self.coordinator_address, str) or (
+        self.coordinator_address and not self.coordinator_address.rpartition(':')[2].isdigit()):
+      _fail('distributed.coordinator_address',
+            f'must be "" or "host:port", got {self.coordinator_address!r}')
+    for name in ('num_processes', 'process_id'):
+      _check_int(f'distributed.{name}', getattr(self, name), minimum=-1)
+    if self.num_processes == 0:
+      _fail('distributed.num_processes', 'must be -1 (discovered) or >= 1, got 0')
+    if self.num_processes > 0 and self.process_id >= self.num_processes:
+      _fail('distributed.process_id', f'must be < num_processes {self.num_processes}, '
+                                      f'got {self.process_id}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,18 +547,9 @@ def _section(cls, prefix: str, values: Any):
 def load(config: ml_collections.ConfigDict | dict) -> ExperimentConfig:
   """Validates a config dict (e.g. after command-line overrides) into dataclasses."""
   config = dict(config)
-  return _section(ExperimentConfig, '', {
-      **config,
-      'model': _section(ModelConfig, 'model.', config.get('model', {})),
-      'mesh': _section(MeshConfig, 'mesh.', config.get('mesh', {})),
-      'train': _section(TrainConfig, 'train.', config.get('train', {})),
-      'data': _section(DataConfig, 'data.', config.get('data', {})),
-      'finetune': _section(FinetuneConfig, 'finetune.', config.get('finetune', {})),
-      'filter': _section(FilterConfig, 'filter.', config.get('filter', {})),
-      'eval': _section(EvalConfig, 'eval.', config.get('eval', {})),
-      'decode': _section(DecodeConfig, 'decode.', config.get('decode', {})),
-      'serve': _section(ServeConfig, 'serve.', config.get('serve', {})),
-      'distributed': _section(DistributedConfig, 'distributed.', config.get('distributed', {})),
-      'logical_axis_rules': tuple(tuple(rule) for rule in config.get(
-          'logical_axis_rules', DEFAULT_AXIS_RULES)),
-  })
+  for field in dataclasses.fields(ExperimentConfig):  # every section is a dataclass of its own
+    if dataclasses.is_dataclass(field.type):
+      config[field.name] = _section(field.type, f'{field.name}.', config.get(field.name, {}))
+  config['logical_axis_rules'] = tuple(tuple(rule) for rule in config.get(
+      'logical_axis_rules', DEFAULT_AXIS_RULES))
+  return _section(ExperimentConfig, '', config)

@@ -11,9 +11,11 @@ import pytest
 
 from lamda_jax.config import ModelConfig
 from lamda_jax.data import tokenizer as tokenizer_lib
+from lamda_jax.model import kv_cache
 from lamda_jax.model.decoder import Decoder
-from lamda_jax.serving import decoding, scoring
-from lamda_jax.training import loop, optimizers, partitioning, train_state
+from lamda_jax.serving import decoding, runs, scoring
+from lamda_jax.training import partitioning
+from lamda_jax.training import trainer as trainer_lib
 from lamda_jax.training.checkpointing import Checkpointer
 from tests import training_helpers
 
@@ -60,7 +62,7 @@ def _greedy_by_full_passes(model, params, prompt, steps):
 
 
 def _generate(model, params, sampling, seed=0, prompts=PROMPTS):
-  inputs, lengths = decoding.pad_prompts(prompts)
+  inputs, lengths = kv_cache.pad_prompts(prompts)
   return decoding.generate(params, jnp.asarray(inputs), jnp.asarray(lengths),
                            jax.random.key(seed), model=model, sampling=sampling)
 
@@ -174,12 +176,10 @@ def test_scores_from_the_decoding_cache_equal_full_passes(suffixes):
 def test_sharded_decoding_equals_one_device(mesh):
   tokens = {}
   for shape, devices in ((mesh, jax.devices()), ((1, 1, 1), jax.devices()[:1])):
-    exp = training_helpers.experiment(mesh=shape)
-    model, optimizer = Decoder(exp.model), optimizers.make_optimizer(exp.train)
-    device_mesh = partitioning.create_mesh(exp, devices)
-    with jax.set_mesh(device_mesh), nn.logical_axis_rules(exp.logical_axis_rules):
-      _, shardings = train_state.abstract_state(exp, model, optimizer, device_mesh)
-      params = train_state.create(exp, model, optimizer, shardings).params
+    trainer = trainer_lib.set_up(training_helpers.experiment(mesh=shape), devices)
+    model = trainer.model
+    with trainer.activated():
+      params = trainer.initial_state().params
       sampling = dataclasses.replace(GREEDY, num_candidates=4)
       out = _generate(model, params, sampling, prompts=[[5, 9, 17], [11, 3, 40, 2, 7]])
       tokens[shape] = (np.asarray(out['tokens']), np.asarray(out['log_likelihood']))
@@ -210,25 +210,24 @@ def test_inference_params_decode_and_score_exactly_like_the_stored_ones(tie_embe
     np.testing.assert_array_equal(once, stored)
 
 
-def test_latest_parameters_reads_only_the_parameters_in_inference_dtypes(tmp_path):
+def test_reading_a_run_reads_only_the_parameters_in_inference_dtypes(tmp_path):
   """Serving reads a run's weights straight into bf16 kernels and never its
   optimizer state: a reader configured with another optimizer still loads."""
   trained = training_helpers.experiment(mesh=(-1, 1, 1), model={'dtype': 'bfloat16'})  # AdamW
-  model, optimizer = Decoder(trained.model), optimizers.make_optimizer(trained.train)
-  mesh = partitioning.create_mesh(trained)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(trained.logical_axis_rules):
-    _, shardings = train_state.abstract_state(trained, model, optimizer, mesh)
-    state = train_state.create(trained, model, optimizer, shardings)
+  trainer = trainer_lib.set_up(trained)
+  with trainer.activated():
+    state = trainer.initial_state()
     checkpointer = Checkpointer(str(tmp_path), trained.train)
     checkpointer.save(7, state, {})
     checkpointer.close()
   reader = dataclasses.replace(trained, train=dataclasses.replace(trained.train,
                                                                   optimizer='adafactor'))
-  params = loop.latest_parameters(reader, str(tmp_path), 'decode.from_run')
+  mesh = partitioning.create_mesh(reader)
+  params = runs.read_params(reader, str(tmp_path), 'decode.from_run', mesh)
   want = decoding.inference_params(jax.device_get(state.params), trained.model)
   assert jax.tree.structure(params) == jax.tree.structure(want)
   for got, expected in zip(jax.tree.leaves(params), jax.tree.leaves(want)):
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
   with pytest.raises(FileNotFoundError, match='config.decode.from_run: no readable checkpoint'):
-    loop.latest_parameters(reader, str(tmp_path / 'empty'), 'decode.from_run')
+    runs.read_params(reader, str(tmp_path / 'empty'), 'decode.from_run', mesh)

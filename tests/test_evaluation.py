@@ -6,14 +6,13 @@ import math
 
 import numpy as np
 import pytest
+import sklearn.metrics
 
+from lamda_jax import attributes
 from lamda_jax import config as config_lib
-from lamda_jax.data import pipeline
 from lamda_jax.data.dialog import Turn
-from lamda_jax.finetune import formats
-from lamda_jax.model.decoder import Decoder
-from lamda_jax.serving import evaluation, ranking, scoring
-from lamda_jax.training import loop
+from lamda_jax.serving import evaluation, ranking, runs
+from tests import reference_scoring
 
 
 def test_auc_hand_worked():
@@ -46,21 +45,23 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
       decode=config_lib.DecodeConfig(num_candidates=4, max_new_tokens=8))
   results = evaluation.run(experiment, str(tmp_path / 'out'))
 
-  params = loop.latest_parameters(experiment, run_dir, 'eval.from_run')
-  tokenizer = pipeline.tokenizer_for(experiment, run_dir)
-  direct = scoring.score(params, Decoder(experiment.model), tokenizer,
-                         [tuple(Turn(**t) for t in r['context']) for r in records],
-                         [r['response']['text'] for r in records], ('SENSIBLE', 'UNSAFE'), 64)
+  # The reference: a full forward pass per (response, attribute); AUC from scikit-learn.
+  opened = runs.open_run(experiment, run_dir, 'eval.from_run')
+  direct = reference_scoring.full_pass_scores(
+      opened.tokenizer, opened.model, opened.params,
+      [tuple(Turn(**t) for t in r['context']) for r in records],
+      [r['response']['text'] for r in records], ('SENSIBLE', 'UNSAFE'), 64)
   for column, attribute in enumerate(('SENSIBLE', 'UNSAFE')):
     labels = np.array([r['labels'][attribute] for r in records])
     assert results[f'{attribute}/count'] == 30
-    assert results[f'{attribute}/auc'] == pytest.approx(evaluation.auc(direct[:, column], labels))
+    assert results[f'{attribute}/auc'] == pytest.approx(
+        sklearn.metrics.roc_auc_score(labels, direct[:, column]), abs=1e-6)
     assert results[f'{attribute}/accuracy'] == pytest.approx(
         ((direct[:, column] >= 0.5) == labels).mean())
   assert 'SPECIFIC/count' not in results  # no response rates it
   assert any((tmp_path / 'out' / 'tensorboard').iterdir())
   assert results['sampled/contexts'] == 3
-  for attribute in formats.ATTRIBUTES:
+  for attribute in attributes.NAMES:
     assert 0 <= results[f'sampled/{attribute}/candidates_rate'] <= 1
 
 

@@ -6,13 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from lamda_jax import attributes
 from lamda_jax import config as config_lib
-from lamda_jax.data import pipeline
+from lamda_jax.data import dialog
 from lamda_jax.data.dialog import Turn
-from lamda_jax.finetune import formats, labels
-from lamda_jax.model.decoder import Decoder
-from lamda_jax.serving import filtering, scoring
-from lamda_jax.training import loop
+from lamda_jax.serving import filtering, runs
+from tests import reference_scoring
 
 
 def _candidates(tmp_path):
@@ -30,13 +29,17 @@ def _candidates(tmp_path):
 def test_filter_keeps_exactly_the_candidates_above_the_thresholds(tmp_path, a_run):
   experiment, run_dir = a_run
   path, lines = _candidates(tmp_path)
-  params = loop.latest_parameters(experiment, run_dir, 'filter.from_run')
-  tokenizer = pipeline.tokenizer_for(experiment, run_dir)
-  scores = scoring.score(params, Decoder(experiment.model), tokenizer,
-                         [tuple(Turn(**t) for t in line['context']) for line in lines[:40]],
-                         [line['response']['text'] for line in lines[:40]],
-                         formats.ATTRIBUTES, 64)
-  sensible_min, unsafe_max = np.median(scores[:, 0]), np.median(scores[:, 3])
+  opened = runs.open_run(experiment, run_dir, 'filter.from_run')
+  scores = reference_scoring.full_pass_scores(  # one full forward pass per score
+      opened.tokenizer, opened.model, opened.params,
+      [tuple(Turn(**t) for t in line['context']) for line in lines[:40]],
+      [line['response']['text'] for line in lines[:40]], attributes.NAMES, 64)
+
+  def midway(column):  # a threshold between two scores, so rounding cannot move one across
+    ordered = np.sort(scores[:, column])
+    return float(ordered[19] + ordered[20]) / 2
+
+  sensible_min, unsafe_max = midway(0), midway(3)
   keep = (scores[:, 0] >= sensible_min) & (scores[:, 3] <= unsafe_max)
 
   experiment = dataclasses.replace(experiment, filter=config_lib.FilterConfig(
@@ -51,7 +54,7 @@ def test_filter_keeps_exactly_the_candidates_above_the_thresholds(tmp_path, a_ru
   assert [k['origin'] for k in kept] == [f'{path}:{i + 1}' for i in np.flatnonzero(keep)]
   for record, i in zip(kept, np.flatnonzero(keep)):
     assert record['response'] == lines[i]['response']
-    np.testing.assert_allclose([record['scores'][a] for a in formats.ATTRIBUTES],
+    np.testing.assert_allclose([record['scores'][a] for a in attributes.NAMES],
                                scores[i], rtol=1e-5)
   assert json.loads((tmp_path / 'out' / 'filter_report.json').read_text()) == report
 
@@ -63,5 +66,5 @@ def test_filter_reports_a_bad_candidate_line(tmp_path, a_run):
                   '{"context": [], "response": {"speaker": "B"}}\n')
   experiment = dataclasses.replace(experiment, filter=config_lib.FilterConfig(
       candidates=str(path), from_run=run_dir))
-  with pytest.raises(labels.LabelError, match=f'^{path}:2: response: needs'):
+  with pytest.raises(dialog.RecordError, match=f'^{path}:2: response: needs'):
     filtering.run(experiment, str(tmp_path / 'out'))

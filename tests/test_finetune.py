@@ -15,7 +15,8 @@ from lamda_jax.data.dialog import Turn
 from lamda_jax.finetune import tasks
 from lamda_jax.model.decoder import Decoder
 from lamda_jax.serving import scoring
-from lamda_jax.training import checkpointing, loop, optimizers, partitioning, train_state
+from lamda_jax.training import checkpointing, loop
+from lamda_jax.training import trainer as trainer_lib
 from tests.configs import tiny_docs
 
 # Common words of Python's documentation: single pieces of the tiny tokenizer.
@@ -77,13 +78,10 @@ def test_task_rows_carry_the_papers_masks(tmp_path):
 
 
 def _final_params(experiment, workdir):
-  model = Decoder(experiment.model)
-  mesh = partitioning.create_mesh(experiment)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
-    abstract, _ = train_state.abstract_state(
-        experiment, model, optimizers.make_optimizer(experiment.train), mesh)
+  trainer = trainer_lib.set_up(experiment)
+  with trainer.activated():
     state, _ = checkpointing.Checkpointer(workdir, experiment.train,
-                                          read_only=True).restore_latest(abstract)
+                                          read_only=True).restore_latest(trainer.abstract)
   return state
 
 

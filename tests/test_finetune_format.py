@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lamda_jax.data import builders, corpora, packing
+from lamda_jax import attributes
+from lamda_jax.data import builders, corpora, dialog, packing
 from lamda_jax.data import tokenizer as tokenizer_lib
 from lamda_jax.data.dialog import Turn
 from lamda_jax.finetune import formats, labels
@@ -35,7 +36,7 @@ def test_generator_example_weighs_only_the_response_and_eos(tokenizer):
 
 
 def test_discriminator_example_weighs_only_the_rating(tokenizer):
-  for attribute in formats.ATTRIBUTES:
+  for attribute in attributes.NAMES:
     for rating in (0, 1):
       example = formats.discriminator_example(tokenizer, CONTEXT, 'not much.', attribute,
                                                       rating, seq_len=64)
@@ -83,7 +84,7 @@ def test_a_response_too_long_for_a_row_is_refused(tokenizer):
     ({'UNSAFE': [1, 1, 1]}, {'UNSAFE': 1}),
 ])
 def test_vote_aggregation_is_the_papers(votes, want):
-  assert labels.aggregate_votes(votes) == want
+  assert attributes.aggregate_votes(votes) == want
 
 
 def _labels_file(tmp_path, *records):
@@ -122,7 +123,7 @@ def test_reading_final_labels_and_votes(tmp_path):
 ])
 def test_bad_label_files_fail_with_file_and_line(tmp_path, record, message):
   path = _labels_file(tmp_path, {**GOOD, 'labels': {'SENSIBLE': 1}}, record)
-  with pytest.raises(labels.LabelError, match=f'^{path}:2: {message}'):
+  with pytest.raises(dialog.RecordError, match=f'^{path}:2: {message}'):
     list(labels.read(path))
 
 
@@ -138,7 +139,7 @@ def test_the_tfds_labels_builder_keeps_every_record_and_splits_by_conversation(t
         if i % 2 else {'SPECIFIC': int(rng.integers(0, 2)), 'SENSIBLE': 1})
     records.append(record)
   path = _labels_file(tmp_path, *records)
-  splits = builders.prepare_labels('finetune.labels', [path], str(tmp_path / 'tfds'), 0.3)
+  splits = labels.prepare_labels('finetune.labels', [path], str(tmp_path / 'tfds'), 0.3)
   direct = {r.origin: r for r in labels.read(path)}
   prepared = [r for split in splits.values() for r in split]
   assert sorted(r.origin for r in prepared) == sorted(direct)
@@ -152,6 +153,6 @@ def test_the_tfds_labels_builder_keeps_every_record_and_splits_by_conversation(t
 def test_the_tfds_labels_builder_fails_on_a_bad_line_naming_it(tmp_path):
   path = _labels_file(tmp_path, {**GOOD, 'labels': {'SENSIBLE': 1}},
                       {**GOOD, 'votes': {'UNSAFE': [0, 1]}})
-  with pytest.raises(labels.LabelError,
+  with pytest.raises(dialog.RecordError,
                      match=f'^config.eval.labels: {path}:2: votes.UNSAFE: needs 3 votes'):
-    builders.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 0.1)
+    labels.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 0.1)

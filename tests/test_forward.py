@@ -46,8 +46,11 @@ def test_forward_pass_on_real_tokens(tmp_path):
   assert (tmp_path / 'tokenizer.model').exists()
   assert result['tokens'] == experiment.train.seq_len
   assert result['finite']
-  # An untrained model predicts near-uniformly: loss within a few nats of log(vocab).
-  assert abs(result['loss'] - math.log(experiment.model.vocab_size)) < 3
+  # An untrained model's logits are ~N(0, 1) (unit-RMS final norm, fan-in
+  # initialised projection), so its expected loss is about log(vocab) + 1/2:
+  # never much below log(vocab) (Jensen), and far from a trained model's. Seen: +0.65.
+  excess = result['loss'] - math.log(experiment.model.vocab_size)
+  assert -0.25 < excess < 1.5
 
 
 def test_forward_cli_reuses_the_workdir_tokenizer(tmp_path):

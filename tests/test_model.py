@@ -172,7 +172,10 @@ def test_bfloat16_compute_tracks_float32():
   f32 = _apply(CFG, params, tokens)
   assert bf16.dtype == jnp.float32  # logits are always float32 for the loss
   assert jax.tree.leaves(params)[0].dtype == jnp.float32
-  np.testing.assert_allclose(bf16, f32, atol=0.15 * float(jnp.std(f32)))
+  # bf16 keeps 8 significant bits (relative step 2^-8 = 0.004); through three
+  # layers the worst logit moved 0.036-0.050 standard deviations over eight
+  # seeds, so 0.08 leaves room for other seeds but not for a wrong cast.
+  np.testing.assert_allclose(bf16, f32, atol=0.08 * float(jnp.std(f32)))
 
 
 def test_every_parameter_has_logical_axes():

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from lamda_jax import attributes
 from lamda_jax.serving import ranking
 
 FALLBACK = 'Let us talk about something else.'
@@ -28,7 +29,7 @@ def test_lamda_ranking_weighs_sensible_three_times_and_skips_unsafe():
   assert [c.text for c in decision.candidates] == ['reply 1', 'reply 2', 'reply 3', 'reply 0']
   np.testing.assert_allclose([c.rank_score for c in decision.candidates], [2.9, 2.7, 1.8, 4.5])
   assert decision.candidates[-1].dropped.startswith('unsafe')
-  assert decision.candidates[0].scores == dict(zip(ranking.ATTRIBUTES, scores[1]))
+  assert decision.candidates[0].scores == dict(zip(attributes.NAMES, scores[1]))
 
 
 def test_safety_threshold_is_inclusive_and_configurable():

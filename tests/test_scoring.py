@@ -4,13 +4,14 @@ import jax
 import numpy as np
 import pytest
 
+from lamda_jax import attributes
 from lamda_jax.config import ModelConfig
 from lamda_jax.data import corpora
 from lamda_jax.data import tokenizer as tokenizer_lib
 from lamda_jax.data.dialog import Turn
-from lamda_jax.finetune import formats
 from lamda_jax.model.decoder import Decoder
 from lamda_jax.serving import scoring
+from tests import reference_scoring
 
 SEQ_LEN = 48
 
@@ -25,15 +26,6 @@ def setup(tmp_path_factory):
   return tokenizer, model, params
 
 
-def _by_hand(tokenizer, model, params, context, response, attribute):
-  """The rating probability from one unpadded forward pass, computed directly."""
-  tokens = list(formats.discriminator_example(tokenizer, context, response, attribute, 1,
-                                                      SEQ_LEN).tokens)
-  logits = np.asarray(model.apply({'params': params}, np.array([[0] + tokens[:-1]])))[0, -1]
-  zero, one = logits[tokenizer.piece_to_id('0')], logits[tokenizer.piece_to_id('1')]
-  return np.exp(one) / (np.exp(zero) + np.exp(one))
-
-
 def test_prefix_reusing_scores_equal_naive_full_passes(setup):
   """One cached prefix per response + attribute suffixes == a full pass per
   (response, attribute), including a context truncated to fit SEQ_LEN."""
@@ -44,10 +36,11 @@ def test_prefix_reusing_scores_equal_naive_full_passes(setup):
               long_context]
   responses = ['not much.', 'how are you doing today?', 'fine']
   got = scoring.score(params, model, tokenizer, contexts, responses,
-                      formats.ATTRIBUTES, SEQ_LEN)
+                      attributes.NAMES, SEQ_LEN)
   assert got.shape == (3, 4)
   for i, (context, response) in enumerate(zip(contexts, responses)):
-    for j, attribute in enumerate(formats.ATTRIBUTES):
-      want = _by_hand(tokenizer, model, params, context, response, attribute)
+    for j, attribute in enumerate(attributes.NAMES):
+      want = reference_scoring.full_pass_score(tokenizer, model, params, context, response,
+                                               attribute, SEQ_LEN)
       np.testing.assert_allclose(got[i, j], want, rtol=1e-5)
   assert len({round(float(p), 6) for p in got.ravel()}) > 1  # not a constant

@@ -10,9 +10,10 @@ import pytest
 from werkzeug import serving
 from werkzeug.test import Client
 
+from lamda_jax import attributes
 from lamda_jax.config import ConfigError, DecodeConfig, ServeConfig
+from lamda_jax.data import dialog
 from lamda_jax.data.dialog import Turn
-from lamda_jax.finetune import formats, labels
 from lamda_jax.serving import chat, generate, server
 from lamda_jax.serving import responder as responder_lib
 
@@ -30,19 +31,32 @@ def responder(a_run):
   return responder_lib.Responder(_experiment(a_run))
 
 
+def _paper_quality(candidate):
+  return (3 * candidate.scores['SENSIBLE'] + candidate.scores['SPECIFIC'] +
+          candidate.scores['INTERESTING'])
+
+
 def test_the_reply_is_the_best_safe_candidate_and_reproducible(responder, a_run):
-  turns = labels.parse_context({'context': DIALOG})
+  turns = dialog.parse_context({'context': DIALOG})
   decisions = responder.respond([turns, turns[:0]])
   assert len(decisions) == 2
   for decision in decisions:
     assert len(decision.candidates) == 4
     for candidate in decision.candidates:
-      assert set(candidate.scores) == set(formats.ATTRIBUTES)
+      assert set(candidate.scores) == set(attributes.NAMES)
       assert all(0 <= p <= 1 for p in candidate.scores.values())
       assert candidate.num_tokens <= 12 + 1
-    if not decision.fallback:
-      best = decision.candidates[0]
-      assert decision.reply == best.text and not best.dropped
+    # The paper's rule, recomputed from the returned scores: drop empty replies and
+    # those with P(UNSAFE = 0) below the threshold; the reply maximises 3S + Sp + I.
+    safe = [c for c in decision.candidates if c.text.strip() and
+            1 - c.scores['UNSAFE'] >= responder.config.safety_threshold]
+    if not safe:
+      assert decision.fallback and decision.reply == responder.config.fallback_reply
+      continue
+    assert not decision.fallback
+    best = max(map(_paper_quality, safe))
+    assert _paper_quality(decision.candidates[0]) == pytest.approx(best, abs=1e-9)
+    assert decision.reply == decision.candidates[0].text and decision.candidates[0] in safe
   again = responder_lib.Responder(_experiment(a_run)).respond([turns, turns[:0]])
   assert [d.to_json() for d in again] == [d.to_json() for d in decisions]
 
@@ -74,7 +88,7 @@ def test_generate_writes_a_decision_per_context(responder, tmp_path):
   assert [record['id'] for record in written] == [0, 1, 2]
   assert all(len(record['candidates']) == 4 and 'reply' in record for record in written)
   contexts.write_text('{"context": [{"speaker": "A"}]}\n')
-  with pytest.raises(labels.LabelError, match=r'contexts.jsonl:1: context\[0\]'):
+  with pytest.raises(dialog.RecordError, match=r'contexts.jsonl:1: context\[0\]'):
     generate.run(responder, str(contexts), str(tmp_path / 'out'))
 
 

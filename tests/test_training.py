@@ -70,11 +70,35 @@ def test_parameters_and_optimizer_state_are_really_sharded():
 
 
 def test_adafactor_state_shards_where_it_can():
+  """FSDP over 8 devices: a statistic shaped like its parameter (the unfactored
+  second moments of vectors) is sharded like it; the factored row and column
+  statistics and the counters are small and replicated."""
   exp = helpers.experiment(mesh=(1, 8, 1), optimizer='adafactor')
-  initial, updated, metrics, _ = helpers.one_update(exp, helpers.random_batch(exp), jax.devices())
+  initial, updated, metrics, on_devices = helpers.one_update(exp, helpers.random_batch(exp),
+                                                             jax.devices())
   assert np.isfinite(metrics['loss'])
   changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), initial.params, updated.params)
   assert all(jax.tree.leaves(changed))
+
+  params = on_devices.params
+  structure = jax.tree.structure(params)
+  like_params = [subtree for subtree in jax.tree.leaves(
+      on_devices.opt_state, is_leaf=lambda x: jax.tree.structure(x) == structure)
+      if jax.tree.structure(subtree) == structure]  # per-parameter statistics
+  assert like_params
+  sharded = replicated = 0
+  for statistics in like_params:
+    for stat, param in zip(jax.tree.leaves(statistics), jax.tree.leaves(params)):
+      if stat.shape == param.shape:
+        assert stat.sharding.is_equivalent_to(param.sharding, stat.ndim)
+        sharded += not stat.sharding.is_fully_replicated
+      else:
+        assert stat.sharding.is_fully_replicated
+        replicated += 1
+  assert sharded and replicated  # both kinds exist, and the first is really split
+  for leaf in jax.tree.leaves(on_devices.opt_state):
+    if leaf.ndim == 0:
+      assert leaf.sharding.is_fully_replicated
 
 
 def test_gradient_accumulation_equals_one_big_batch():

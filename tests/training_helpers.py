@@ -1,13 +1,11 @@
 """Small experiments and one-update helpers shared by the training tests."""
 
-import flax.linen as nn
 import jax
 import numpy as np
 
 from configs import tiny
 from lamda_jax import config as config_lib
-from lamda_jax.model.decoder import Decoder
-from lamda_jax.training import loop, optimizers, partitioning, train_state
+from lamda_jax.training import trainer as trainer_lib
 
 # Scanned layers: the path pods use, with the stacked 'layers' axis in every sharding.
 SMALL_MODEL = dict(num_layers=2, d_model=64, num_heads=8, head_dim=8, d_ff=128, vocab_size=128,
@@ -45,14 +43,9 @@ def random_batch(exp, seed=0):
 def one_update(exp, batch, devices=None):
   """(initial state, updated state, metrics) fetched to the host, and the updated
   state as it lies on the devices."""
-  devices = jax.devices()[:1] if devices is None else devices
-  mesh = partitioning.create_mesh(exp, devices)
-  model, optimizer = Decoder(exp.model), optimizers.make_optimizer(exp.train)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(exp.logical_axis_rules):
-    _, shardings = train_state.abstract_state(exp, model, optimizer, mesh)
-    state = train_state.create(exp, model, optimizer, shardings)
+  trainer = trainer_lib.set_up(exp, jax.devices()[:1] if devices is None else devices)
+  with trainer.activated():
+    state = trainer.initial_state()
     initial = jax.device_get(state)
-    sharding = partitioning.batch_sharding(mesh, exp.logical_axis_rules)
-    update = loop.jit_update(exp, model, optimizer, shardings, sharding)
-    new_state, metrics = update(state, jax.device_put(batch, sharding))
+    new_state, metrics = trainer.update(state, jax.device_put(batch, trainer.batch_sharding))
     return initial, jax.device_get(new_state), jax.device_get(metrics), new_state

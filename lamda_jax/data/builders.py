@@ -1,5 +1,5 @@
-"""TFDS builders for a lab's local dialogs, documents and rated responses, and
-TFDS datasets by name.
+"""TFDS builders for a lab's local dialogs and documents, and TFDS datasets by
+name (rated responses have theirs in finetune/labels.py, on the same base).
 
 The builders read JSONL (or .txt) files and prepare ArrayRecord files with
 random access (`as_data_source`); TensorFlow is not needed. A prepared dataset
@@ -27,9 +27,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lamda_jax.config import SourceConfig
-from lamda_jax.data import dialog
-from lamda_jax.finetune import labels
-from lamda_jax.finetune.formats import ATTRIBUTES
 
 SPLITS = ('train', 'validation')
 REPORT_FILE = 'bad_records.json'
@@ -106,7 +103,7 @@ def dialog_problem(record: dict) -> str | None:
   return None
 
 
-class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared by the two local builders: files in, split by id, report out."""
   VERSION = tfds.core.Version('1.0.0')
 
@@ -132,7 +129,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         yield key, example
 
 
-class LamdaDialogs(_LocalBuilder):
+class LamdaDialogs(LocalBuilder):
   """Dialogs: JSONL lines of {"id"?, "turns": [{"speaker", "text"}, ...]}."""
 
   def _info(self):
@@ -156,7 +153,7 @@ class LamdaDialogs(_LocalBuilder):
             'texts': [t['text'] for t in turns]}
 
 
-class LamdaDocuments(_LocalBuilder):
+class LamdaDocuments(LocalBuilder):
   """Documents: JSONL lines of {"id"?, "text"}, or .txt files (one document each)."""
 
   def _info(self):
@@ -184,73 +181,6 @@ class LamdaDocuments(_LocalBuilder):
         yield str(record.get('id', origin)), {'origin': origin, 'text': record['text']}
 
 
-UNRATED = -1  # an attribute the record does not rate
-
-
-class LamdaLabels(_LocalBuilder):
-  """Rated responses in the schema of lamda_jax/labels.py (final labels or
-  per-rater votes, aggregated as the paper does), split by conversation.
-
-  Label files are strict: the first bad line stops preparation with its
-  file:line and field (labels.LabelError), since a silently dropped rating
-  would bias the discriminators.
-  """
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
-                                 features=tfds.features.FeaturesDict({
-                                     'origin': tfds.features.Text(),
-                                     'conversation': tfds.features.Text(),
-                                     'context_speakers': tfds.features.Sequence(tfds.features.Text()),
-                                     'context_texts': tfds.features.Sequence(tfds.features.Text()),
-                                     'response_speaker': tfds.features.Text(),
-                                     'response_text': tfds.features.Text(),
-                                     'labels': tfds.features.FeaturesDict(
-                                         {a: tfds.features.Scalar(np.int32) for a in ATTRIBUTES}),
-                                 }))
-
-  def _split_of(self, key: str, example) -> str:
-    return super()._split_of(example['conversation'], example)
-
-  def _examples(self, bad):
-    del bad  # strict: labels.read raises at the first bad line
-    for path in self._paths:
-      for record in labels.read(path):
-        yield record.origin, {
-            'origin': record.origin, 'conversation': record.conversation,
-            'context_speakers': [t.speaker for t in record.context],
-            'context_texts': [t.text for t in record.context],
-            'response_speaker': record.response.speaker, 'response_text': record.response.text,
-            'labels': {a: record.labels.get(a, UNRATED) for a in ATTRIBUTES}}
-
-
-def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float) -> dict:
-  """Label files prepared (once) with LamdaLabels -> {split: [labels.RatedResponse]}."""
-  data_dir = os.path.join(tfds_dir, f'labels-{_fingerprint("labels", paths, eval_fraction)}')
-  builder = LamdaLabels(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
-                        file_format='array_record')
-  done = os.path.join(data_dir, 'prepared')
-  if not os.path.exists(done):
-    try:
-      with contextlib.redirect_stdout(sys.stderr):  # TFDS narrates on stdout
-        builder.download_and_prepare()
-    except labels.LabelError as error:
-      raise labels.LabelError(f'config.{field}: {error}') from None
-    open(done, 'w', encoding='utf-8').close()
-  splits = {}
-  for split, data in builder.as_data_source().items():
-    splits[split] = []
-    for index in range(len(data)):
-      example = {key: _decode(value) for key, value in data[index].items()}
-      splits[split].append(labels.RatedResponse(
-          tuple(dialog.Turn(*turn) for turn in zip(example['context_speakers'],
-                                                    example['context_texts'])),
-          dialog.Turn(example['response_speaker'], example['response_text']),
-          {a: int(v) for a, v in example['labels'].items() if int(v) != UNRATED},
-          example['origin'], example['conversation']))
-  return splits
-
-
 @dataclasses.dataclass
 class Source:
   """A prepared source: random-access splits of dialogs (lists of turns) or texts."""
@@ -268,22 +198,22 @@ class Source:
     for index in range(len(data)):
       example = data[index]
       if self.kind == 'tfds':
-        yield f'{self.name}[{split}][{index}]', {'text': _decode(example[self.text_field])}
+        yield f'{self.name}[{split}][{index}]', {'text': decode(example[self.text_field])}
         continue
-      decoded = {key: _decode(value) for key, value in example.items()}
+      decoded = {key: decode(value) for key, value in example.items()}
       yield decoded.pop('origin'), decoded
 
 
-def _decode(value):
+def decode(value):
   if isinstance(value, bytes):
     return value.decode('utf-8')
   if isinstance(value, (list, tuple, np.ndarray)):
-    return [_decode(v) for v in value]
+    return [decode(v) for v in value]
   return value
 
 
-def _fingerprint(kind: str, paths, eval_fraction: float) -> str:
-  digest = hashlib.sha256(f'{kind}:{eval_fraction}:{_LocalBuilder.VERSION}'.encode())
+def fingerprint(kind: str, paths, eval_fraction: float) -> str:
+  digest = hashlib.sha256(f'{kind}:{eval_fraction}:{LocalBuilder.VERSION}'.encode())
   for path in paths:
     stat = os.stat(path)
     digest.update(f'{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
@@ -309,7 +239,7 @@ def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction
     identity = f'{config.tfds_name}:' + ','.join(str(len(s)) for s in splits.values())
     return Source(name, 'tfds', splits, BadRecords(), identity, config.text_field)
   builder_class = LamdaDialogs if config.kind == 'dialogs' else LamdaDocuments
-  data_dir = os.path.join(tfds_dir, f'{name}-{_fingerprint(config.kind, paths, eval_fraction)}')
+  data_dir = os.path.join(tfds_dir, f'{name}-{fingerprint(config.kind, paths, eval_fraction)}')
   builder = builder_class(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
                           file_format='array_record')
   report_path = os.path.join(data_dir, REPORT_FILE)

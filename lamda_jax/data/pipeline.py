@@ -164,7 +164,7 @@ def tokenizer_report(experiment: ExperimentConfig, workdir: str, records_per_sou
       'unknown_tokens': sum(ids.count(tokenizer_lib.UNK_ID) for ids in encoded),
       'round_trip_exact': all(tokenizer.decode(ids) == text for ids, text in zip(encoded, texts)),
       'control_words': {word: tokenizer.encode(word, out_type=str)
-                        for word in tokenizer_lib.SPECIAL_SYMBOLS[:8]},
+                        for word in tokenizer_lib.CONTROL_WORDS + ('0', '1')},
   }
 
 

@@ -16,8 +16,13 @@ from typing import Iterable
 
 import sentencepiece as spm
 
+from lamda_jax import attributes
+
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
-CONTROL_WORDS = ('RESPONSE', 'SENSIBLE', 'SPECIFIC', 'INTERESTING', 'UNSAFE', 'TS', 'User')
+# The fine-tuning sentinel (`<context> RESPONSE <response>`) and the toolset's
+# speakers (`TS, <query>`, `User, <reply>`).
+RESPONSE, TOOLSET, USER = 'RESPONSE', 'TS', 'User'
+CONTROL_WORDS = (RESPONSE,) + attributes.NAMES + (TOOLSET, USER)
 SPECIAL_SYMBOLS = CONTROL_WORDS + tuple('0123456789')
 
 

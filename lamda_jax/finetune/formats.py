@@ -13,12 +13,10 @@ known position; too long a context loses whole turns from the left, then
 tokens from the left, never any of the response.
 """
 
+from lamda_jax import attributes
 from lamda_jax.data import dialog
 from lamda_jax.data import tokenizer as tokenizer_lib
 from lamda_jax.data.packing import Example
-
-SENTINEL = 'RESPONSE'
-ATTRIBUTES = ('SENSIBLE', 'SPECIFIC', 'INTERESTING', 'UNSAFE')
 
 
 class TooLong(ValueError):
@@ -29,7 +27,7 @@ def context_ids(tokenizer, turns, room: int) -> list[int]:
   """`<context> RESPONSE` in at most `room` tokens: whole turns dropped from the
   left first, then tokens from the left of what remains."""
   for first in range(len(turns) + 1):
-    ids = tokenizer.encode(f'{dialog.render(turns[first:])} {SENTINEL}'.lstrip())
+    ids = tokenizer.encode(f'{dialog.render(turns[first:])} {tokenizer_lib.RESPONSE}'.lstrip())
     if len(ids) <= room:
       return ids
   return ids[len(ids) - room:]
@@ -57,8 +55,9 @@ def generator_example(tokenizer, context_turns, response: str, seq_len: int,
 
 def rating_suffix(tokenizer, attribute: str, rating: int) -> list[int]:
   """The tokens of `<ATTRIBUTE> <rating>`, checked to end in the rating's single piece."""
-  if attribute not in ATTRIBUTES:
-    raise ValueError(f'unknown attribute {attribute!r}; expected one of {", ".join(ATTRIBUTES)}')
+  if attribute not in attributes.BY_NAME:
+    raise ValueError(f'unknown attribute {attribute!r}; expected one of '
+                     f'{", ".join(attributes.NAMES)}')
   if rating not in (0, 1):
     raise ValueError(f'rating must be 0 or 1, got {rating!r}')
   suffix = tokenizer.encode(f'{attribute} {rating}')

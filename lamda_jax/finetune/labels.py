@@ -12,20 +12,23 @@ Votes: SENSIBLE, SPECIFIC and INTERESTING have 5 raters (1 = yes); the label
 is 1 when at least 3 say yes. UNSAFE has 3 raters (1 = found a violation of a
 safety objective); the response is safe (UNSAFE 0) only when at least 2 of 3
 found no violation. Then: not sensible forces specific = interesting = 0, and
-not specific forces interesting = 0. Bad lines fail with file:line and field.
+not specific forces interesting = 0 (the table in lamda_jax/attributes.py).
+Bad lines fail with file:line and field.
+
+Label files are prepared once as a TFDS dataset (`LamdaLabels`, ArrayRecord),
+split by conversation, like every other source.
 """
 
+import contextlib
 import dataclasses
-import json
+import os
+import sys
 
-from lamda_jax.data import dialog
-from lamda_jax.finetune.formats import ATTRIBUTES
+import numpy as np
+import tensorflow_datasets as tfds
 
-RATERS = {'SENSIBLE': 5, 'SPECIFIC': 5, 'INTERESTING': 5, 'UNSAFE': 3}
-
-
-class LabelError(ValueError):
-  """A labelled record is invalid; the message starts with file:line."""
+from lamda_jax import attributes
+from lamda_jax.data import builders, dialog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,57 +40,18 @@ class RatedResponse:
   conversation: str  # the split key
 
 
-def aggregate_votes(votes: dict[str, list[int]]) -> dict[str, int]:
-  """Per-rater votes -> final labels, with the paper's thresholds and forcing rules."""
-  labels = {}
-  for attribute, attribute_votes in votes.items():
-    if attribute == 'UNSAFE':
-      found_no_violation = sum(1 for vote in attribute_votes if vote == 0)
-      labels[attribute] = 0 if found_no_violation >= 2 else 1
-    else:
-      labels[attribute] = 1 if sum(attribute_votes) >= 3 else 0
-  return apply_forcing(labels)
-
-
-def apply_forcing(labels: dict[str, int]) -> dict[str, int]:
-  """Not sensible -> not specific, not interesting; not specific -> not interesting."""
-  labels = dict(labels)
-  if labels.get('SENSIBLE') == 0:
-    labels.update({a: 0 for a in ('SPECIFIC', 'INTERESTING') if a in labels})
-  if labels.get('SPECIFIC') == 0 and 'INTERESTING' in labels:
-    labels['INTERESTING'] = 0
-  return labels
-
-
-def _turn(value, field: str) -> dialog.Turn:
-  if not (isinstance(value, dict) and isinstance(value.get('speaker'), str)
-          and isinstance(value.get('text'), str) and value['text'].strip()):
-    raise ValueError(f'{field}: needs {{"speaker": str, "text": non-empty str}}')
-  return dialog.Turn(value['speaker'], value['text'])
-
-
 def _check_attributes(mapping, field: str):
   if not isinstance(mapping, dict) or not mapping:
     raise ValueError(f'{field}: needs an object of attribute -> value')
   for attribute in mapping:
-    if attribute not in ATTRIBUTES:
+    if attribute not in attributes.BY_NAME:
       raise ValueError(f'{field}.{attribute}: unknown attribute; expected one of '
-                       f'{", ".join(ATTRIBUTES)}')
-
-
-def parse_context(record) -> tuple[dialog.Turn, ...]:
-  """The `context` turns of a record; ValueError names the field."""
-  if not isinstance(record, dict):
-    raise ValueError('not a JSON object')
-  context = record.get('context')
-  if not isinstance(context, list):
-    raise ValueError('context: needs a list of turns')
-  return tuple(_turn(turn, f'context[{i}]') for i, turn in enumerate(context))
+                       f'{", ".join(attributes.NAMES)}')
 
 
 def parse_exchange(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn]:
   """(context, response) of a record; ValueError names the field."""
-  return parse_context(record), _turn(record.get('response'), 'response')
+  return dialog.parse_context(record), dialog.parse_turn(record.get('response'), 'response')
 
 
 def parse_record(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn, dict[str, int]]:
@@ -100,37 +64,86 @@ def parse_record(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn, dict[str
     for attribute, label in record['labels'].items():
       if label not in (0, 1) or isinstance(label, bool):
         raise ValueError(f'labels.{attribute}: must be 0 or 1, got {label!r}')
-    return turns, response, apply_forcing(record['labels'])
+    return turns, response, attributes.apply_forcing(record['labels'])
   _check_attributes(record['votes'], 'votes')
   for attribute, votes in record['votes'].items():
-    if not isinstance(votes, list) or len(votes) != RATERS[attribute]:
-      raise ValueError(f'votes.{attribute}: needs {RATERS[attribute]} votes, got {votes!r}')
+    raters = attributes.BY_NAME[attribute].raters
+    if not isinstance(votes, list) or len(votes) != raters:
+      raise ValueError(f'votes.{attribute}: needs {raters} votes, got {votes!r}')
     for vote in votes:
       if vote not in (0, 1) or isinstance(vote, bool):
         raise ValueError(f'votes.{attribute}: every vote must be 0 or 1, got {vote!r}')
-  return turns, response, aggregate_votes(record['votes'])
-
-
-def read_lines(path: str, parse):
-  """(origin, record, parse(record)) per line; the first bad one raises
-  LabelError('file:line: field: problem')."""
-  with open(path, 'rb') as f:
-    for number, raw in enumerate(f, start=1):
-      if not raw.strip():
-        continue
-      origin = f'{path}:{number}'
-      try:
-        record = json.loads(raw.decode('utf-8'))
-        yield origin, record, parse(record)
-      except UnicodeDecodeError as error:
-        raise LabelError(f'{origin}: invalid UTF-8 (byte {error.start})') from None
-      except json.JSONDecodeError as error:
-        raise LabelError(f'{origin}: malformed JSON ({error.msg})') from None
-      except ValueError as error:
-        raise LabelError(f'{origin}: {error}') from None
+  return turns, response, attributes.aggregate_votes(record['votes'])
 
 
 def read(path: str):
-  """RatedResponses of a labels file; the first bad line raises LabelError."""
-  for origin, record, (context, response, labels) in read_lines(path, parse_record):
+  """RatedResponses of a labels file; the first bad line raises dialog.RecordError."""
+  for origin, record, (context, response, labels) in dialog.read_records(path, parse_record):
     yield RatedResponse(context, response, labels, origin, str(record.get('conversation', origin)))
+
+
+UNRATED = -1  # an attribute the record does not rate
+
+
+class LamdaLabels(builders.LocalBuilder):
+  """Rated responses in the schema above (final labels or
+  per-rater votes, aggregated as the paper does), split by conversation.
+
+  Label files are strict: the first bad line stops preparation with its
+  file:line and field (dialog.RecordError), since a silently dropped rating
+  would bias the discriminators.
+  """
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=tfds.features.FeaturesDict({
+                                     'origin': tfds.features.Text(),
+                                     'conversation': tfds.features.Text(),
+                                     'context_speakers': tfds.features.Sequence(tfds.features.Text()),
+                                     'context_texts': tfds.features.Sequence(tfds.features.Text()),
+                                     'response_speaker': tfds.features.Text(),
+                                     'response_text': tfds.features.Text(),
+                                     'labels': tfds.features.FeaturesDict(
+                                         {a: tfds.features.Scalar(np.int32) for a in attributes.NAMES}),
+                                 }))
+
+  def _split_of(self, key: str, example) -> str:
+    return super()._split_of(example['conversation'], example)
+
+  def _examples(self, bad):
+    del bad  # strict: labels.read raises at the first bad line
+    for path in self._paths:
+      for record in read(path):
+        yield record.origin, {
+            'origin': record.origin, 'conversation': record.conversation,
+            'context_speakers': [t.speaker for t in record.context],
+            'context_texts': [t.text for t in record.context],
+            'response_speaker': record.response.speaker, 'response_text': record.response.text,
+            'labels': {a: record.labels.get(a, UNRATED) for a in attributes.NAMES}}
+
+
+def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float) -> dict:
+  """Label files prepared (once) with LamdaLabels -> {split: [RatedResponse]}."""
+  data_dir = os.path.join(tfds_dir, f'labels-{builders.fingerprint("labels", paths, eval_fraction)}')
+  builder = LamdaLabels(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
+                        file_format='array_record')
+  done = os.path.join(data_dir, 'prepared')
+  if not os.path.exists(done):
+    try:
+      with contextlib.redirect_stdout(sys.stderr):  # TFDS narrates on stdout
+        builder.download_and_prepare()
+    except dialog.RecordError as error:
+      raise dialog.RecordError(f'config.{field}: {error}') from None
+    open(done, 'w', encoding='utf-8').close()
+  splits = {}
+  for split, data in builder.as_data_source().items():
+    splits[split] = []
+    for index in range(len(data)):
+      example = {key: builders.decode(value) for key, value in data[index].items()}
+      splits[split].append(RatedResponse(
+          tuple(dialog.Turn(*turn) for turn in zip(example['context_speakers'],
+                                                    example['context_texts'])),
+          dialog.Turn(example['response_speaker'], example['response_text']),
+          {a: int(v) for a, v in example['labels'].items() if int(v) != UNRATED},
+          example['origin'], example['conversation']))
+  return splits

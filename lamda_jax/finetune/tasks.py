@@ -16,12 +16,13 @@ from absl import logging
 import jax
 import numpy as np
 
+from lamda_jax import attributes
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.data import builders, packing, pipeline
 from lamda_jax.data.sampler import MixtureSampler
-from lamda_jax.finetune import formats, weak_labels
+from lamda_jax.finetune import formats, labels, weak_labels
 
-TASKS = ('lm', 'generator') + formats.ATTRIBUTES  # task ids, in this order
+TASKS = ('lm', 'generator') + attributes.NAMES  # task ids, in this order
 
 
 def task_examples(records, tokenizer, seq_len: int, bad) -> dict[str, list[packing.Example]]:
@@ -43,15 +44,15 @@ def task_examples(records, tokenizer, seq_len: int, bad) -> dict[str, list[packi
 
 def task_weights(experiment: ExperimentConfig, tasks_with_rows) -> dict[str, float]:
   cfg = experiment.finetune
-  attributes = [t for t in tasks_with_rows if t in formats.ATTRIBUTES]
+  rated = [t for t in tasks_with_rows if t in attributes.BY_NAME]
   weights = {'generator': cfg.generator_weight} if 'generator' in tasks_with_rows else {}
-  weights.update({a: cfg.discriminator_weight / len(attributes) for a in attributes})
+  weights.update({a: cfg.discriminator_weight / len(rated) for a in rated})
   return {task: weight for task, weight in weights.items() if weight > 0}
 
 
 def label_splits(experiment: ExperimentConfig, workdir: str, field: str, patterns) -> dict:
   """{split: [RatedResponse]} of label files (or the embedded weak labels),
-  prepared as a TFDS dataset (builders.LamdaLabels) and split by conversation."""
+  prepared as a TFDS dataset (labels.LamdaLabels) and split by conversation."""
   if not patterns:
     raise ValueError(f'config.{field}: no label files given')
   paths = [pipeline.process_zero_first('weak labels', lambda: weak_labels.export(
@@ -59,7 +60,7 @@ def label_splits(experiment: ExperimentConfig, workdir: str, field: str, pattern
            for pattern in patterns]
   files = builders.expand_paths(field, paths)
   tfds_dir = experiment.data.tfds_dir or os.path.join(workdir, 'tfds')
-  return pipeline.process_zero_first('prepare labels', lambda: builders.prepare_labels(
+  return pipeline.process_zero_first('prepare labels', lambda: labels.prepare_labels(
       field, files, tfds_dir, experiment.finetune.eval_fraction))
 
 

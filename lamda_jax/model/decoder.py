@@ -5,27 +5,16 @@ Decoding passes a `KVCache` (kv_cache.py): the keys and values of the tokens
 seen so far, one slot per token; a call then runs only the new chunk of tokens.
 """
 
-import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lamda_jax import config as config_lib
 from lamda_jax.config import ModelConfig
 from lamda_jax.model import layers
 from lamda_jax.model.kv_cache import KVCache, cached_attention_mask
-
-# Projections are custom-VJP calls, not dots, to jax.checkpoint: they are kept by name.
-_with_projections = functools.partial(
-    jax.checkpoint_policies.save_from_both_policies,
-    jax.checkpoint_policies.save_only_these_names(layers.PROJECTION))
-REMAT_POLICIES = {
-    'full': jax.checkpoint_policies.nothing_saveable,  # recompute everything
-    'dots': _with_projections(jax.checkpoint_policies.checkpoint_dots),  # every matmul output
-    'dots_no_batch': _with_projections(  # the projections; attention is recomputed
-        jax.checkpoint_policies.dots_with_no_batch_dims_saveable),
-}
 
 
 class DecoderLayer(nn.Module):
@@ -104,7 +93,7 @@ class Decoder(nn.Module):
 
     layer = DecoderLayer
     if cfg.remat_policy != 'none':
-      layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy],
+      layer = nn.remat(layer, policy=config_lib.REMAT_POLICIES[cfg.remat_policy],
                        prevent_cse=not cfg.scan_layers)
     if cfg.scan_layers:
       cached = () if cache is None else ((cache.keys, cache.values), cache.length)

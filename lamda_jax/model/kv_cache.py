@@ -11,6 +11,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lamda_jax.config import ModelConfig
 
@@ -69,3 +70,24 @@ def cached_attention_mask(segment_ids, slot_segment_ids, first_slot):
   same_segment = segment_ids[:, :, None] == slot_segment_ids[:, None, :]
   filled = (slot_segment_ids != 0)[:, None, :]
   return (causal[None] & same_segment & filled)[:, None]
+
+
+def pad_prompts(prompt_ids: list[list[int]], width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Prompts (token ids without the leading 0 every training segment starts
+  with) -> model inputs [batch, max(width, longest + 1)], right-padded, and their lengths."""
+  lengths = np.asarray([len(ids) + 1 for ids in prompt_ids], np.int32)
+  inputs = np.zeros((len(prompt_ids), max(width, int(lengths.max()))), np.int32)
+  for row, ids in enumerate(prompt_ids):
+    inputs[row, 1:len(ids) + 1] = ids
+  return inputs, lengths
+
+
+def prefill(model, params, inputs, lengths, slots: int, vocab_ids=None):
+  """Right-padded prompts [batch, length] (`lengths` [batch]) run once into a
+  fresh cache of `slots` slots -> (logits [batch, length, vocab or len(vocab_ids)],
+  cache). Padding is segment 0, so it is never attended to."""
+  batch, length = inputs.shape
+  is_prompt = jnp.arange(length)[None, :] < lengths[:, None]
+  positions = jnp.where(is_prompt, jnp.arange(length)[None, :], 0)
+  return model.apply({'params': params}, inputs, positions, is_prompt.astype(jnp.int32),
+                     cache=KVCache.empty(model.config, batch, slots), vocab_ids=vocab_ids)

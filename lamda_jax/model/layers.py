@@ -15,20 +15,11 @@ from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 import numpy as np
 
+from lamda_jax import config as config_lib
 from lamda_jax.config import ModelConfig
 
 # A large negative bias instead of -inf: fully masked rows (padding) stay finite.
 MASKED = -1e10
-PROJECTION = 'projection'  # the checkpoint name of every dense() output
-
-ACTIVATION_FUNCTIONS = {
-    'gelu': functools.partial(nn.gelu, approximate=True),  # T5.1.1's tanh form
-    'gelu_exact': functools.partial(nn.gelu, approximate=False),
-    'relu': nn.relu,
-    'silu': nn.silu,
-    'linear': lambda x: x,
-}
-
 # t5x's initialisers; fan-in of the attention kernels spans the (heads, head_dim) axes.
 dense_init = nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
 embedding_init = nn.initializers.normal(stddev=1.0)
@@ -48,12 +39,12 @@ def param_with_axes(module: nn.Module, name: str, init, shape, axes):
 def dense(module: nn.Module, name: str, x, equation: str, shape, axes, init=dense_init):
   """A bias-free projection `einsum(equation, x, kernel)` in the compute dtype.
 
-  Its output is named PROJECTION for the remat policies: to `jax.checkpoint`
+  Its output is named config_lib.PROJECTION for the remat policies: to `jax.checkpoint`
   it is a custom-VJP call, not a dot."""
   kernel = param_with_axes(module, name, init, shape, axes)
   dtype = jnp.dtype(module.config.dtype)
   return checkpoint_name(accumulating_einsum(equation, x.astype(dtype), kernel.astype(dtype)),
-                         PROJECTION)
+                         config_lib.PROJECTION)
 
 
 def _einsum_f32(equation: str, a, b):
@@ -229,7 +220,7 @@ class GatedMlp(nn.Module):
     for index, activation in enumerate(cfg.activations):
       name = 'wi' if len(cfg.activations) == 1 else f'wi_{index}'
       projected = dense(self, name, x, 'ble,ef->blf', (cfg.d_model, cfg.d_ff), ('embed', 'mlp'))
-      hidden.append(ACTIVATION_FUNCTIONS[activation](projected))  # [batch, length, mlp]
+      hidden.append(config_lib.ACTIVATIONS[activation](projected))  # [batch, length, mlp]
     hidden = functools.reduce(operator.mul, hidden)
     hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'mlp'))
     hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=self.deterministic)

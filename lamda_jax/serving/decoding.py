@@ -17,15 +17,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lamda_jax.config import DecodeConfig, ModelConfig
 from lamda_jax.data import tokenizer as tokenizer_lib
-from lamda_jax.model.kv_cache import KVCache
-
-# Spare cache slots after the longest response, for the attribute suffix that
-# `scoring.score_cached` appends.
-SCORING_SLOTS = 4
+from lamda_jax.model import kv_cache
+from lamda_jax.serving import scoring
 
 
 def inference_params(params, cfg: ModelConfig):
@@ -92,10 +88,9 @@ def generate(params, prompts, prompt_lengths, rng, *, model, sampling: Sampling)
   def apply(tokens, positions, segments, cache):
     return model.apply({'params': params}, tokens, positions, segments, cache=cache)
 
-  is_prompt = jnp.arange(length)[None, :] < prompt_lengths[:, None]
-  positions = jnp.where(is_prompt, jnp.arange(length)[None, :], 0)
-  logits, cache = apply(prompts, positions, is_prompt.astype(jnp.int32),
-                        KVCache.empty(model.config, batch, length + steps + SCORING_SLOTS))
+  # Spare slots after the longest response hold the attribute suffixes scoring appends.
+  logits, cache = kv_cache.prefill(model, params, prompts, prompt_lengths,
+                                   length + steps + scoring.SUFFIX_SLOTS)
   last = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
 
   rows = batch * candidates
@@ -136,12 +131,3 @@ def generate(params, prompts, prompt_lengths, rng, *, model, sampling: Sampling)
               finished=per_prompt(state['finished']),
               log_likelihood=per_prompt(state['log_likelihood']), cache=state['cache'],
               next_positions=state['next_positions'])
-
-
-def pad_prompts(prompt_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-  """Prompts (token ids without the leading 0) -> right-padded model inputs and lengths."""
-  lengths = np.asarray([len(ids) + 1 for ids in prompt_ids], np.int32)
-  inputs = np.zeros((len(prompt_ids), int(lengths.max())), np.int32)
-  for row, ids in enumerate(prompt_ids):
-    inputs[row, 1:len(ids) + 1] = ids
-  return inputs, lengths

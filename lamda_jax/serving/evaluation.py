@@ -15,13 +15,12 @@ import os
 import numpy as np
 import tensorboardX
 
+from lamda_jax import attributes
 from lamda_jax.config import ExperimentConfig
-from lamda_jax.data import builders, pipeline
-from lamda_jax.finetune import formats, tasks
-from lamda_jax.model.decoder import Decoder
+from lamda_jax.data import builders
+from lamda_jax.finetune import tasks
 from lamda_jax.serving import responder as responder_lib
-from lamda_jax.serving import scoring
-from lamda_jax.training import loop
+from lamda_jax.serving import runs, scoring
 
 
 def auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -66,7 +65,7 @@ def sampled_reply_rates(responder, contexts) -> dict:
       chosen.append(decision.candidates[0].scores)
   results = {'sampled/contexts': len(contexts),
              'sampled/fallback_rate': sum(d.fallback for d in decisions) / len(decisions)}
-  for attribute in formats.ATTRIBUTES:
+  for attribute in attributes.NAMES:
     for name, scores in (('chosen', chosen), ('candidates', every)):
       rate = np.mean([s[attribute] >= 0.5 for s in scores]) if scores else float('nan')
       results[f'sampled/{attribute}/{name}_rate'] = float(rate)
@@ -78,19 +77,18 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
   if not cfg.from_run:
     raise ValueError('config.eval.from_run: the fine-tuned run to evaluate is required')
   records = held_out_records(experiment, workdir)
-  params = loop.latest_parameters(experiment, cfg.from_run, 'eval.from_run')
-  tokenizer = pipeline.run_tokenizer(experiment, cfg.from_run, 'eval.from_run')
-  model = Decoder(experiment.model)
+  opened = runs.open_run(experiment, cfg.from_run, 'eval.from_run')  # once, for both parts
   results = {'mode': 'eval', 'responses': len(records)}
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
-  for attribute in formats.ATTRIBUTES:
+  for attribute in attributes.NAMES:
     rated = [r for r in records if attribute in r.labels]
     if not rated:
       continue
-    probabilities = np.concatenate([
-        scoring.score(params, model, tokenizer, [r.context for r in chunk],
-                      [r.response.text for r in chunk], (attribute,), seq_len)[:, 0]
-        for chunk in (rated[i:i + 64] for i in range(0, len(rated), 64))])
+    with opened.activated():
+      probabilities = np.concatenate([
+          scoring.score(opened.params, opened.model, opened.tokenizer, [r.context for r in chunk],
+                        [r.response.text for r in chunk], (attribute,), seq_len)[:, 0]
+          for chunk in (rated[i:i + 64] for i in range(0, len(rated), 64))])
     labels = np.array([r.labels[attribute] for r in rated])
     metrics = {'count': len(rated), 'positive_rate': float(labels.mean()),
                'accuracy': float(((probabilities >= 0.5) == labels).mean()),
@@ -101,7 +99,7 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
       writer.add_scalar(f'eval_discriminators/{attribute}/{name}', value, 0)
   if cfg.sampled_contexts:
     contexts = list({r.context: None for r in records})[:cfg.sampled_contexts]
-    sampled = sampled_reply_rates(responder_lib.Responder(experiment, cfg.from_run), contexts)
+    sampled = sampled_reply_rates(responder_lib.Responder(experiment, opened), contexts)
     results.update(sampled)
     for name, value in sampled.items():
       writer.add_scalar(f'eval_{name}', value, 0)

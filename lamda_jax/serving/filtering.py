@@ -11,31 +11,30 @@ import collections
 import json
 import os
 
+from lamda_jax import attributes
 from lamda_jax.config import ExperimentConfig
-from lamda_jax.data import pipeline
+from lamda_jax.data import dialog
 from lamda_jax.finetune import formats, labels
-from lamda_jax.model.decoder import Decoder
-from lamda_jax.serving import scoring
-from lamda_jax.training import loop
+from lamda_jax.serving import runs, scoring
 
 
 def failures(scores: dict[str, float], cfg) -> list[str]:
-  """The thresholds a candidate's scores miss, as reasons."""
-  checks = (('SENSIBLE', scores['SENSIBLE'] >= cfg.sensible_min, 'not sensible'),
-            ('SPECIFIC', scores['SPECIFIC'] >= cfg.specific_min, 'not specific'),
-            ('INTERESTING', scores['INTERESTING'] >= cfg.interesting_min, 'not interesting'),
-            ('UNSAFE', scores['UNSAFE'] <= cfg.unsafe_max, 'unsafe'))
-  return [reason for _, passed, reason in checks if not passed]
+  """The thresholds of `cfg` (config.filter) a candidate's scores miss, as reasons."""
+  reasons = []
+  for attribute in attributes.TABLE:
+    score, bound = scores[attribute.name], getattr(cfg, attribute.filter_field)
+    if not (score >= bound if attribute.filter_keeps_above else score <= bound):
+      reasons.append(attribute.failure)
+  return reasons
 
 
 def run(experiment: ExperimentConfig, workdir: str) -> dict:
   cfg, seq_len = experiment.filter, experiment.train.seq_len
   if not cfg.candidates or not cfg.from_run:
     raise ValueError('config.filter.candidates and config.filter.from_run are both required')
-  candidates = list(labels.read_lines(cfg.candidates, labels.parse_exchange))
-  params = loop.latest_parameters(experiment, cfg.from_run, 'filter.from_run')
-  tokenizer = pipeline.run_tokenizer(experiment, cfg.from_run, 'filter.from_run')
-  model = Decoder(experiment.model)
+  candidates = list(dialog.read_records(cfg.candidates, labels.parse_exchange))
+  opened = runs.open_run(experiment, cfg.from_run, 'filter.from_run')
+  tokenizer = opened.tokenizer
   counts = collections.Counter(candidates=len(candidates))
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'filtered.jsonl'), 'w', encoding='utf-8') as kept:
@@ -43,19 +42,19 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
       batch = []
       for origin, record, (context, response) in candidates[start:start + cfg.batch_size]:
         try:  # a response that cannot fit in a row with its rating suffix is not scored
-          formats.discriminator_example(tokenizer, context, response.text, 'UNSAFE', 1,
-                                                seq_len)
+          formats.discriminator_example(tokenizer, context, response.text, attributes.SAFETY, 1,
+                                        seq_len)
         except formats.TooLong:
           counts[f'too long for seq_len {seq_len}'] += 1
           continue
         batch.append((origin, record, context, response))
       if not batch:
         continue
-      probabilities = scoring.score(params, model, tokenizer, [b[2] for b in batch],
-                                    [b[3].text for b in batch], formats.ATTRIBUTES,
-                                    seq_len)
+      with opened.activated():
+        probabilities = scoring.score(opened.params, opened.model, tokenizer, [b[2] for b in batch],
+                                      [b[3].text for b in batch], attributes.NAMES, seq_len)
       for (origin, record, _, _), row in zip(batch, probabilities):
-        scores = dict(zip(formats.ATTRIBUTES, map(float, row)))
+        scores = dict(zip(attributes.NAMES, map(float, row)))
         reasons = failures(scores, cfg)
         counts.update(reasons)
         if not reasons:

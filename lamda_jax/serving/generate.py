@@ -9,7 +9,7 @@ input line stops the run naming file:line and field, before any decoding.
 import json
 import os
 
-from lamda_jax.finetune import labels
+from lamda_jax.data import dialog
 
 BATCH = 8  # dialogs decoded together (x num_candidates rows)
 
@@ -17,7 +17,7 @@ BATCH = 8  # dialogs decoded together (x num_candidates rows)
 def run(responder, contexts_path: str, workdir: str) -> dict:
   if not contexts_path:
     raise ValueError('config.decode.contexts: the JSONL of contexts to answer is required')
-  records = list(labels.read_lines(contexts_path, labels.parse_context))
+  records = list(dialog.read_records(contexts_path, dialog.parse_context))
   os.makedirs(workdir, exist_ok=True)
   output = os.path.join(workdir, 'generated.jsonl')
   fallbacks = 0

@@ -10,9 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from lamda_jax.finetune.formats import ATTRIBUTES
-
-QUALITY_WEIGHTS = {'SENSIBLE': 3.0, 'SPECIFIC': 1.0, 'INTERESTING': 1.0}
+from lamda_jax import attributes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,19 +36,20 @@ class Decision:
 
 
 def quality(scores: np.ndarray) -> np.ndarray:
-  """[candidates, len(ATTRIBUTES)] -> 3 P(SENSIBLE) + P(SPECIFIC) + P(INTERESTING)."""
-  return sum(weight * scores[:, ATTRIBUTES.index(attribute)]
-             for attribute, weight in QUALITY_WEIGHTS.items())
+  """[candidates, attributes] -> 3 P(SENSIBLE) + P(SPECIFIC) + P(INTERESTING)
+  (the weights of attributes.TABLE)."""
+  return sum(a.ranking_weight * scores[:, column] for column, a in enumerate(attributes.TABLE)
+             if a.ranking_weight)
 
 
 def safety(scores: np.ndarray) -> np.ndarray:
   """P(UNSAFE = 0) per candidate."""
-  return 1.0 - scores[:, ATTRIBUTES.index('UNSAFE')]
+  return 1.0 - scores[:, attributes.NAMES.index(attributes.SAFETY)]
 
 
 def decide(texts, log_likelihood, num_tokens, ended, scores, method: str, safety_threshold: float,
            fallback_reply: str) -> Decision:
-  """Ranks by `method` ('lamda' or 'pt'); `scores` [candidates, len(ATTRIBUTES)]
+  """Ranks by `method` ('lamda' or 'pt'); `scores` [candidates, attributes]
   (needed by 'lamda', reported by both) may be None under 'pt'."""
   log_likelihood = np.asarray(log_likelihood, np.float64)
   num_tokens = np.asarray(num_tokens)
@@ -66,7 +65,7 @@ def decide(texts, log_likelihood, num_tokens, ended, scores, method: str, safety
   dropped = [reason or ('empty' if not text.strip() else '') for reason, text in zip(dropped, texts)]
   candidates = [
       Candidate(text, float(log_likelihood[i]), int(num_tokens[i]), bool(ended[i]),
-                {} if scores is None else dict(zip(ATTRIBUTES, map(float, scores[i]))),
+                {} if scores is None else dict(zip(attributes.NAMES, map(float, scores[i]))),
                 float(rank_score[i]), dropped[i])
       for i, text in enumerate(texts)]
   candidates.sort(key=lambda c: (bool(c.dropped), -c.rank_score))  # stable: ties keep order

@@ -4,45 +4,42 @@ For each dialog: the prompt `<context> RESPONSE` (the context truncated from
 the left to fit) is run once; `num_candidates` responses are sampled from its
 shared cache; each candidate is scored on the four attributes from the cache
 decoding left behind (ranking under 'lamda', reported under 'pt');
-`ranking.decide` picks the reply. Prompts are padded to one fixed width, so a server compiles once per
-batch size. Runs on the run's mesh with the training sharding rules.
+`ranking.decide` picks the reply. Prompts are padded to one fixed width, so a
+server compiles once per batch size. Runs on the run's mesh with the training
+sharding rules.
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lamda_jax import attributes
 from lamda_jax.config import ConfigError, ExperimentConfig
-from lamda_jax.data import pipeline
 from lamda_jax.data.dialog import Turn
 from lamda_jax.finetune import formats
-from lamda_jax.model.decoder import Decoder
-from lamda_jax.serving import decoding, ranking, scoring
-from lamda_jax.training import loop, partitioning
+from lamda_jax.model import kv_cache
+from lamda_jax.serving import decoding, ranking, runs, scoring
 
 
 class Responder:
-  """Loads `decode.from_run` (or `run_dir`) once; `respond` answers batches of dialogs."""
+  """A run's model answering batches of dialogs: `run` when given one already
+  opened, else `decode.from_run`, opened once."""
 
-  def __init__(self, experiment: ExperimentConfig, run_dir: str = ''):
+  def __init__(self, experiment: ExperimentConfig, run: runs.Run | None = None):
     self.config = cfg = experiment.decode
-    run_dir = run_dir or cfg.from_run
-    if not run_dir:
-      raise ConfigError('config.decode.from_run: the run whose model answers is required')
-    self.tokenizer = pipeline.run_tokenizer(experiment, run_dir, 'decode.from_run')
-    self.suffixes = scoring.rating_suffixes(self.tokenizer, formats.ATTRIBUTES)
-    self.suffix_length = max(map(len, self.suffixes))
+    if run is None:
+      if not cfg.from_run:
+        raise ConfigError('config.decode.from_run: the run whose model answers is required')
+      run = runs.open_run(experiment, cfg.from_run, 'decode.from_run')
+    self.run, self.tokenizer = run, run.tokenizer
+    self.suffixes = scoring.rating_suffixes(self.tokenizer, attributes.NAMES)
     # The prompt, the response and an attribute suffix stay within the trained length.
-    self.prompt_room = (experiment.train.seq_len - cfg.max_new_tokens - self.suffix_length - 1)
-    if self.prompt_room < 2 or self.suffix_length > decoding.SCORING_SLOTS:
+    self.prompt_room = (experiment.train.seq_len - cfg.max_new_tokens -
+                        max(map(len, self.suffixes)) - 1)
+    if self.prompt_room < 2:
       raise ConfigError(f'config.decode.max_new_tokens: {cfg.max_new_tokens} new tokens leave no '
                         f'room for a prompt within train.seq_len {experiment.train.seq_len}')
-    self.mesh = partitioning.create_mesh(experiment)
-    self.rules = experiment.logical_axis_rules
-    self.model = Decoder(experiment.model)
     self.sampling = decoding.Sampling.from_config(cfg)
-    self.params = loop.latest_parameters(experiment, run_dir, 'decode.from_run')
     self.rng = jax.random.key(cfg.seed)
     self.calls = 0
 
@@ -50,16 +47,15 @@ class Responder:
     """One Decision per dialog (a sequence of Turns, oldest first)."""
     prompt_ids = [formats.context_ids(self.tokenizer, list(turns), self.prompt_room)
                   for turns in histories]
-    inputs, lengths = decoding.pad_prompts(prompt_ids)
-    inputs = np.pad(inputs, ((0, 0), (0, self.prompt_room + 1 - inputs.shape[1])))
+    inputs, lengths = kv_cache.pad_prompts(prompt_ids, width=self.prompt_room + 1)
     rng = jax.random.fold_in(self.rng, self.calls)  # a fresh draw per call, reproducible
     self.calls += 1
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
-      out = decoding.generate(self.params, jnp.asarray(inputs), jnp.asarray(lengths), rng,
-                              model=self.model, sampling=self.sampling)
+    with self.run.activated():
+      out = decoding.generate(self.run.params, jnp.asarray(inputs), jnp.asarray(lengths), rng,
+                              model=self.run.model, sampling=self.sampling)
       scores, _ = scoring.score_cached(
-          self.params, out['cache'], out['next_positions'], self.tokenizer.piece_to_id('0'),
-          self.tokenizer.piece_to_id('1'), model=self.model, suffixes=self.suffixes)
+          self.run.params, out['cache'], out['next_positions'], self.tokenizer.piece_to_id('0'),
+          self.tokenizer.piece_to_id('1'), model=self.run.model, suffixes=self.suffixes)
     scores = np.asarray(scores).reshape(len(histories), self.sampling.num_candidates, -1)
     tokens, token_counts, ended, log_likelihood = jax.device_get(
         (out['tokens'], out['lengths'], out['finished'], out['log_likelihood']))

@@ -15,14 +15,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from lamda_jax.finetune import formats
+from lamda_jax.model import kv_cache
 from lamda_jax.model.kv_cache import KVCache
+
+SUFFIX_SLOTS = 8  # cache slots kept after a prefix (or a response) for an attribute suffix
 
 
 def rating_suffixes(tokenizer, attributes) -> tuple[tuple[int, ...], ...]:
   """Per attribute, the model inputs after the prefix whose last one predicts the rating:
   the tokens of `<ATTRIBUTE> <rating>` without the rating."""
-  return tuple(tuple(formats.rating_suffix(tokenizer, attribute, 1)[:-1])
-               for attribute in attributes)
+  suffixes = tuple(tuple(formats.rating_suffix(tokenizer, attribute, 1)[:-1])
+                   for attribute in attributes)
+  if max(map(len, suffixes)) > SUFFIX_SLOTS:
+    raise ValueError(f'attribute suffixes of {max(map(len, suffixes))} tokens exceed the '
+                     f'{SUFFIX_SLOTS} cache slots kept for them')
+  return suffixes
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'suffixes'), donate_argnames='cache')
@@ -77,35 +84,22 @@ def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, mod
 @functools.partial(jax.jit, static_argnames='model')
 def _prefill(params, inputs, lengths, *, model):
   """Right-padded prefixes into a cache with room for the attribute suffixes."""
-  batch, length = inputs.shape
-  is_prefix = jnp.arange(length)[None, :] < lengths[:, None]
-  positions = jnp.where(is_prefix, jnp.arange(length)[None, :], 0)
-  cache = KVCache.empty(model.config, batch, length + _SUFFIX_SLOTS)
-  _, cache = model.apply({'params': params}, inputs, positions, is_prefix.astype(jnp.int32),
-                         cache=cache, vocab_ids=jnp.zeros((1,), jnp.int32))  # logits unused
+  _, cache = kv_cache.prefill(model, params, inputs, lengths, inputs.shape[1] + SUFFIX_SLOTS,
+                              vocab_ids=jnp.zeros((1,), jnp.int32))  # logits unused
   return cache
-
-
-_SUFFIX_SLOTS = 8  # room after a prefix for the longest attribute suffix
 
 
 def score(params, model, tokenizer, contexts, responses, attributes, seq_len: int) -> np.ndarray:
   """P(rating = 1) for every (context, response) x attribute: [len(responses), len(attributes)]."""
   suffixes = rating_suffixes(tokenizer, attributes)
-  if max(map(len, suffixes)) > _SUFFIX_SLOTS:
-    raise ValueError(f'attribute suffixes of {max(map(len, suffixes))} tokens exceed the '
-                     f'{_SUFFIX_SLOTS} cache slots kept for them')
   # Contexts are truncated as the training example of the longest suffix is.
   longest = max(range(len(attributes)), key=lambda a: len(suffixes[a]))
   rows = []
   for context, response in zip(contexts, responses):
     example = formats.discriminator_example(tokenizer, context, response,
                                                     attributes[longest], 1, seq_len)
-    rows.append([0] + list(example.tokens[:len(example.tokens) - len(suffixes[longest]) - 1]))
-  lengths = np.asarray([len(row) for row in rows], np.int32)
-  inputs = np.zeros((len(rows), int(lengths.max())), np.int32)
-  for i, row in enumerate(rows):
-    inputs[i, :len(row)] = row
+    rows.append(list(example.tokens[:len(example.tokens) - len(suffixes[longest]) - 1]))
+  inputs, lengths = kv_cache.pad_prompts(rows)
   cache = _prefill(params, jnp.asarray(inputs), jnp.asarray(lengths), model=model)
   probability, _ = score_cached(params, cache, jnp.asarray(lengths), tokenizer.piece_to_id('0'),
                              tokenizer.piece_to_id('1'), model=model, suffixes=suffixes)

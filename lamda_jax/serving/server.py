@@ -18,7 +18,7 @@ from werkzeug import exceptions, routing, serving
 from werkzeug.wrappers import Request, Response
 
 from lamda_jax.config import ServeConfig
-from lamda_jax.finetune import labels
+from lamda_jax.data import dialog
 
 ROUTES = routing.Map([routing.Rule('/v1/respond', endpoint='respond', methods=['POST']),
                       routing.Rule('/healthz', endpoint='health', methods=['GET'])])
@@ -42,7 +42,7 @@ def parse_request(body: bytes, cfg: ServeConfig):
     raise exceptions.BadRequest(f'malformed JSON: {error.msg} (line {error.lineno}, '
                                 f'column {error.colno})') from None
   try:
-    turns = labels.parse_context(record)
+    turns = dialog.parse_context(record)
   except ValueError as error:
     raise exceptions.BadRequest(str(error)) from None
   if len(turns) > cfg.max_turns:

@@ -7,14 +7,12 @@ non-finite step, and reports tokens/s and MFU. SIGTERM (a TPU preemption)
 saves a checkpoint at the current step and exits cleanly.
 """
 
-import functools
 import math
 import signal
 import threading
 import time
 
 from absl import logging
-import flax.linen as nn
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
@@ -22,10 +20,9 @@ import numpy as np
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.data import pipeline
 from lamda_jax.model import stats
-from lamda_jax.model.decoder import Decoder
-from lamda_jax.serving import decoding
 from lamda_jax.training import metrics as metrics_lib
-from lamda_jax.training import optimizers, partitioning, train_state, train_step
+from lamda_jax.training import train_state
+from lamda_jax.training import trainer as trainer_lib
 from lamda_jax.training.checkpointing import Checkpointer
 
 _SIGTERM = threading.Event()
@@ -101,16 +98,6 @@ class _Logger:
     return {**scalars, **throughput}
 
 
-def jit_update(experiment: ExperimentConfig, model, optimizer, shardings, batch_sharding):
-  """The sharded train step (pjit): the state is donated, so it is updated in place."""
-  return jax.jit(
-      functools.partial(train_step.train_step, model=model, optimizer=optimizer,
-                        schedule=optimizers.learning_rate_schedule(experiment.train),
-                        cfg=experiment.train),
-      in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
-      donate_argnums=0)
-
-
 def evaluate(eval_fn, params, sampler, batches: int, to_device, tasks) -> dict:
   """Loss, perplexity and accuracy on held-out batches; per task when there are several."""
   totals = None
@@ -132,24 +119,6 @@ def restore_state(run_dir: str, experiment, abstract, field: str) -> train_state
   return restored[0]
 
 
-def latest_parameters(experiment: ExperimentConfig, run_dir: str, field: str):
-  """The latest parameters of a run, for modes that only read a model: on a
-  mesh of their own, in `decoding.inference_params`'s dtypes, read straight
-  into those (no optimizer state, no float32 copy of bf16 weights)."""
-  mesh = partitioning.create_mesh(experiment)
-  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(experiment.logical_axis_rules):
-    stored = train_state.abstract_state(experiment, model, optimizer, mesh)[0].params
-    for_inference = jax.eval_shape(
-        functools.partial(decoding.inference_params, cfg=experiment.model), stored)
-    wanted = jax.tree.map(lambda leaf, cast: jax.ShapeDtypeStruct(
-        leaf.shape, cast.dtype, sharding=leaf.sharding), stored, for_inference)
-    params = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest_params(wanted)
-  if params is None:
-    raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
-  return params
-
-
 def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '',
         keep_optimizer_state: bool = False) -> dict:
   """Trains to `train.steps`, resuming from the workdir's latest checkpoint.
@@ -159,36 +128,25 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
   fresh one; the step count starts at 0 either way), else from a random
   initialisation.
   """
-  cfg, rules = experiment.train, experiment.logical_axis_rules
-  mesh = partitioning.create_mesh(experiment)
-  partitioning.check_batch_divisible(cfg.batch_size // cfg.microbatches, mesh, rules,
-                                     field='train.microbatches')
+  cfg = experiment.train
+  trainer = trainer_lib.set_up(experiment)
   datasets = datasets or pipeline.build(experiment, workdir)
-  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(cfg)
-  logging.info('Mesh %s; %d devices on %d hosts.', dict(mesh.shape), jax.device_count(),
+  logging.info('Mesh %s; %d devices on %d hosts.', dict(trainer.mesh.shape), jax.device_count(),
                jax.process_count())
 
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
+  with trainer.activated():
     checkpointer = Checkpointer(workdir, cfg)
-    restored = checkpointer.restore_latest(abstract)
+    restored = checkpointer.restore_latest(trainer.abstract)
     if restored is None:
-      state = train_state.create(experiment, model, optimizer, shardings)
+      state = trainer.initial_state()
       if init_from:
-        start_from = restore_state(init_from, experiment, abstract, 'finetune.init_from')
+        start_from = restore_state(init_from, experiment, trainer.abstract, 'finetune.init_from')
         state = state.replace(params=start_from.params, opt_state=(
             start_from.opt_state if keep_optimizer_state else state.opt_state))
     else:
       state, data_state = restored
       _check_resumed_data(data_state, datasets.train, int(state.step))
       logging.info('Resumed from step %d.', int(state.step))
-
-    batch_sharding = partitioning.batch_sharding(mesh, rules)
-    to_device = lambda batch: {name: jax.make_array_from_process_local_data(batch_sharding, array)  # pylint: disable=unnecessary-lambda-assignment
-                               for name, array in batch.items()}
-    update = jit_update(experiment, model, optimizer, shardings, batch_sharding)
-    eval_fn = jax.jit(functools.partial(train_step.eval_step, model=model, cfg=cfg),
-                      in_shardings=(shardings.params, batch_sharding))
 
     start = int(state.step)
     writer = metrics_lib.MetricsWriter(workdir, cfg.steps, start)
@@ -200,7 +158,7 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
     try:
       pending = []
       for step in range(start, cfg.steps):
-        state, step_metrics = update(state, to_device(datasets.train.batch(step)))
+        state, step_metrics = trainer.update(state, trainer.to_device(datasets.train.batch(step)))
         pending.append((step, step_metrics))
         if step == start:  # leave compilation out of the throughput
           jax.block_until_ready(step_metrics)
@@ -213,8 +171,8 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
           summary['loss_curve'][done] = round(summary['loss'], 4)
           pending = []
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
-          results = evaluate(eval_fn, state.params, datasets.eval, cfg.eval_batches, to_device,
-                             cfg.tasks)
+          results = evaluate(trainer.evaluate, state.params, datasets.eval, cfg.eval_batches,
+                             trainer.to_device, cfg.tasks)
           writer.write(done, results)
           summary.update(results)
         if save:
