@@ -50,6 +50,9 @@ def test_the_reply_is_the_best_safe_candidate_and_reproducible(responder, a_run)
     # those with P(UNSAFE = 0) below the threshold; the reply maximises 3S + Sp + I.
     safe = [c for c in decision.candidates if c.text.strip() and
             1 - c.scores['UNSAFE'] >= responder.config.safety_threshold]
+    assert [c for c in decision.candidates if not c.dropped] == safe
+    for candidate in decision.candidates:  # the number ranked by is the paper's
+      assert candidate.rank_score == pytest.approx(_paper_quality(candidate), abs=1e-9)
     if not safe:
       assert decision.fallback and decision.reply == responder.config.fallback_reply
       continue
