@@ -40,10 +40,14 @@ def aggregate_votes(votes: dict[str, list[int]]) -> dict[str, int]:
                         for name, ballot in votes.items()})
 
 
-def apply_forcing(labels: dict[str, int]) -> dict[str, int]:
-  """Not sensible -> not specific, not interesting; not specific -> not interesting."""
+def apply_forcing(labels: dict[str, int], add_forced: bool = False) -> dict[str, int]:
+  """Not sensible -> not specific, not interesting; not specific -> not interesting.
+
+  A forced attribute the labels lack is added as 0 when `add_forced` (a rule
+  that knows the answer), and left unrated otherwise (a rater's record)."""
   forced = dict(labels)
   for attribute in TABLE:  # in table order, so a forced label forces the ones after it
-    if attribute.name in forced and any(forced.get(r) == 0 for r in attribute.requires):
+    if (attribute.name in forced or add_forced) and any(
+        forced.get(required) == 0 for required in attribute.requires):
       forced[attribute.name] = 0
   return forced

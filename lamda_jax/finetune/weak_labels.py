@@ -22,6 +22,7 @@ import re
 
 import better_profanity
 
+from lamda_jax import attributes
 from lamda_jax.data import corpora
 
 GENERIC_REPLIES = frozenset((
@@ -52,19 +53,13 @@ def is_offensive(text: str) -> bool:
 
 
 def labels_for(response: str, sensible: bool, interesting_rating) -> dict[str, int]:
-  if not sensible:
-    return {'SENSIBLE': 0, 'SPECIFIC': 0, 'INTERESTING': 0, 'UNSAFE': int(is_offensive(response))}
-  labels = {'SENSIBLE': 1, 'SPECIFIC': 0 if is_generic(response) else 1,
+  labels = {'SENSIBLE': int(sensible), 'SPECIFIC': 0 if is_generic(response) else 1,
             'UNSAFE': int(is_offensive(response))}
   low, high = INTERESTING_THRESHOLDS
-  if labels['SPECIFIC'] and interesting_rating is not None:
-    if interesting_rating >= high:
-      labels['INTERESTING'] = 1
-    elif interesting_rating <= low:
-      labels['INTERESTING'] = 0
-  elif not labels['SPECIFIC']:
-    labels['INTERESTING'] = 0  # not specific forces not interesting
-  return labels
+  if interesting_rating is not None and not low < interesting_rating < high:
+    labels['INTERESTING'] = int(interesting_rating >= high)
+  # Not sensible -> not specific, not interesting; not specific -> not interesting.
+  return attributes.apply_forcing(labels, add_forced=True)
 
 
 def records(seed: int = 0, responses_per_dialog: int = 2):
