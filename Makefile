@@ -18,9 +18,11 @@ $(INSTALLED): setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian's WordNet and fortune files join the embedded corpora when apt-get and
-# root are available; otherwise the demo says so and runs on the rest.
-DEBIAN_CORPORA := wordnet-base fortunes
+# Debian's WordNet and fortune files join the embedded corpora, and FreeDict's
+# dictionaries give the toolset its translator, when apt-get and root are
+# available; otherwise the demo says so and runs on the rest.
+DEBIAN_CORPORA := wordnet-base fortunes dict-freedict-eng-fra dict-freedict-fra-eng \
+  dict-freedict-eng-deu dict-freedict-deu-eng dict-freedict-eng-spa dict-freedict-spa-eng
 data:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  if dpkg -s $(DEBIAN_CORPORA) >/dev/null 2>&1 || \
@@ -55,10 +57,10 @@ chat: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 
-test: lint
+test: lint data
 	$(BIN)/python -m pytest
 
-test-fast: lint
+test-fast: lint data
 	$(BIN)/python -m pytest -m 'not slow'
 
 # The benchmark's peer (PyTorch + transformers) lives in its own environment.

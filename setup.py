@@ -13,6 +13,7 @@ setuptools.setup(
     install_requires=[
         'absl-py>=2.1',
         'better-profanity>=0.7.0',
+        'bm25s>=0.3.16',
         'chitchat-dataset>=0.9.0',
         'flax>=0.12.8',
         'importlib_resources>=6.0',  # TFDS resolves builder code paths through etils.epath

@@ -470,6 +470,40 @@ class ServeConfig:
       _check_int(f'serve.{name}', getattr(self, name))
 
 
+EMBEDDED_COLLECTIONS = ('wordnet', 'python_docs')
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolsetConfig:
+  """The toolset (§6.2): calculator, translator, information retrieval.
+
+  `dictionary_dir`: FreeDict dictionaries (`freedict-<src>-<dst>.{index,dict.dz}`).
+  `collections`: snippet JSONL files or globs ({"id", "url", "title", "text"}),
+  or `embedded:wordnet` / `embedded:python_docs`; indexed once into
+  `index_dir` ('' is <workdir>/toolset_index). Each IR call returns
+  `snippets_per_call` snippets; asking again in one conversation returns the
+  next ones. Queries longer than `max_query_chars` get nothing.
+  """
+  dictionary_dir: str = '/usr/share/dictd'
+  collections: tuple[str, ...] = ('embedded:wordnet', 'embedded:python_docs')
+  index_dir: str = ''
+  snippets_per_call: int = 1
+  max_query_chars: int = 500
+
+  def __post_init__(self):
+    object.__setattr__(self, 'collections', tuple(self.collections))
+    if not self.collections:
+      _fail('toolset.collections', 'needs at least one collection')
+    for path in self.collections:
+      if path.startswith('embedded:'):
+        _check_choice('toolset.collections', path.removeprefix('embedded:'), EMBEDDED_COLLECTIONS)
+    for name in ('dictionary_dir', 'index_dir'):
+      if not isinstance(getattr(self, name), str):
+        _fail(f'toolset.{name}', f'must be a path, got {getattr(self, name)!r}')
+    _check_int('toolset.snippets_per_call', self.snippets_per_call)
+    _check_int('toolset.max_query_chars', self.max_query_chars)
+
+
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
@@ -509,6 +543,7 @@ class ExperimentConfig:
   eval: EvalConfig = EvalConfig()
   decode: DecodeConfig = DecodeConfig()
   serve: ServeConfig = ServeConfig()
+  toolset: ToolsetConfig = ToolsetConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 

@@ -16,10 +16,14 @@ Modes:
   chat      a terminal chat with a run's model by sample-and-rank (config.decode).
   generate  sample-and-rank for every context of a JSONL file (decode.contexts).
   serve     POST /v1/respond on 127.0.0.1 (config.serve).
+  index     builds the toolset's retrieval index once (config.toolset).
+  toolset   each input line is a query to the toolset (calculator, translator,
+            retrieval); prints every tool's output.
 """
 
 import json
 import logging as python_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -29,6 +33,7 @@ from ml_collections import config_flags
 from lamda_jax import config as config_lib
 from lamda_jax.data import pipeline
 from lamda_jax.finetune import tasks
+from lamda_jax.grounding import retrieval, toolset
 from lamda_jax.model import stats
 from lamda_jax.serving import chat, evaluation, filtering, generate, responder, server
 from lamda_jax.training import distributed, forward_check, loop
@@ -37,7 +42,7 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
                                           lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'describe',
                           ['describe', 'forward', 'tokenizer', 'train', 'finetune', 'filter',
-                           'eval', 'chat', 'generate', 'serve'],
+                           'eval', 'chat', 'generate', 'serve', 'index', 'toolset'],
                           'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
@@ -94,9 +99,21 @@ def serve_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   server.serve(responder.Responder(experiment).respond, experiment.serve)
 
 
+def index_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  cfg = experiment.toolset
+  folder = retrieval.build_index(toolset.open_collections(cfg),
+                                 cfg.index_dir or os.path.join(workdir, 'toolset_index'))
+  print(json.dumps({'mode': 'index', 'index': folder, 'snippets': len(retrieval.Index(folder))}))
+
+
+def toolset_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(toolset.repl(toolset.Toolset.from_config(experiment.toolset, workdir))))
+
+
 MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
          'train': train_mode, 'finetune': finetune_mode, 'filter': filter_mode,
-         'eval': eval_mode, 'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode}
+         'eval': eval_mode, 'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode,
+         'index': index_mode, 'toolset': toolset_mode}
 
 
 def _quiet_libraries(record: python_logging.LogRecord) -> bool:
