@@ -95,8 +95,9 @@ def generate_mode(experiment: config_lib.ExperimentConfig, workdir: str):
 
 
 def serve_mode(experiment: config_lib.ExperimentConfig, workdir: str):
-  del workdir  # nothing is written
-  server.serve(responder.Responder(experiment).respond, experiment.serve)
+  answerer = responder.Responder(experiment)
+  tools = toolset.Conversations(toolset.Toolset.from_config(experiment.toolset, workdir))
+  server.serve(answerer.respond, experiment.serve, tools)
 
 
 def index_mode(experiment: config_lib.ExperimentConfig, workdir: str):

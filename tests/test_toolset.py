@@ -9,10 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from werkzeug.test import Client
 
 from lamda_jax import config as config_lib
+from lamda_jax.config import ServeConfig
 from lamda_jax.data import corpora
 from lamda_jax.grounding import retrieval, toolset, translator
+from lamda_jax.serving import server
 
 FREEDICT = translator.DEBIAN_DIR
 needs_freedict = pytest.mark.skipif(
@@ -237,3 +240,56 @@ def test_toolset_mode_on_the_command_line(collection, tmp_path):
   assert "TS: ['7856']" in result.stdout
   assert 'https://example.org/paris' in result.stdout
   assert json.loads(result.stdout.strip().splitlines()[-1]) == {'mode': 'toolset', 'queries': 2}
+
+
+# --- HTTP ---
+
+def _client(tools, with_toolset=True):
+  def respond(dialogs):
+    raise AssertionError('the toolset endpoint never calls the model')
+  app = server.make_app(respond, ServeConfig(),
+                        toolset.Conversations(tools, capacity=2) if with_toolset else None)
+  return Client(app)
+
+
+def _post(client, payload):
+  body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+  response = client.post('/v1/toolset', data=body, content_type='application/json')
+  return response.status_code, response.get_json()
+
+
+def test_toolset_over_http_keeps_each_conversation(tools):
+  client = _client(tools)
+  assert _post(client, {'query': '135+7721'}) == (200, {'results': ['7856']})
+  urls = [_post(client, {'query': 'Nadal tennis', 'conversation_id': cid})[1]['results'][0].split()[-1]
+          for cid in ('a', 'a', 'b', '', '')]
+  assert urls == ['https://example.org/nadal-clay', 'https://example.org/nadal',
+                  'https://example.org/nadal-clay', 'https://example.org/nadal-clay',
+                  'https://example.org/nadal-clay']  # '' is a new conversation every time
+
+
+def test_conversations_are_bounded(tools):
+  conversations = toolset.Conversations(tools, capacity=2)
+  for cid in ('a', 'b', 'c'):
+    conversations('Nadal tennis', cid)
+  assert list(conversations.by_id) == ['b', 'c']  # 'a', least recently used, is forgotten
+  assert conversations('Nadal tennis', 'a')[0].endswith('nadal-clay')
+
+
+@pytest.mark.parametrize('payload,status,message', [
+    (b'{not json', 400, 'malformed JSON'),
+    (b'\xff\xfe', 400, 'not UTF-8'),
+    ([1, 2], 400, 'not a JSON object'),
+    ({}, 400, 'query: needs a non-empty string'),
+    ({'query': 7}, 400, 'query: needs a non-empty string'),
+    ({'query': 'x', 'conversation_id': 5}, 400, 'conversation_id: needs a string'),
+    ({'query': 'x', 'conversation_id': 'c' * 129}, 400, 'conversation_id: needs a string'),
+])
+def test_bad_toolset_requests_get_a_4xx_naming_the_problem(tools, payload, status, message):
+  code, body = _post(_client(tools), payload)
+  assert code == status and message in body['error']
+
+
+def test_a_server_without_a_toolset_says_so(tools):
+  code, body = _post(_client(tools, with_toolset=False), {'query': '1+1'})
+  assert code == 404 and 'no toolset' in body['error']

@@ -98,6 +98,25 @@ class Toolset:
             for result in outputs]
 
 
+class Conversations:
+  """Conversations by id for a server, the least recently used forgotten past
+  `capacity` so that clients cannot grow it without bound; id '' is a fresh
+  conversation every time."""
+
+  def __init__(self, toolset: Toolset, capacity: int = 1024):
+    self.toolset, self.capacity = toolset, capacity
+    self.by_id = collections.OrderedDict()
+
+  def __call__(self, query: str, conversation_id: str = '') -> list[str]:
+    if not conversation_id:
+      return self.toolset.query(query, Conversation())
+    conversation = self.by_id.pop(conversation_id, None) or Conversation()
+    self.by_id[conversation_id] = conversation
+    while len(self.by_id) > self.capacity:
+      self.by_id.popitem(last=False)
+    return self.toolset.query(query, conversation)
+
+
 def repl(toolset: Toolset, lines=sys.stdin, out=sys.stdout) -> dict:
   """`--mode toolset`: each line is a query; prints what every tool returns and
   the concatenated output the model would see. /reset starts a new conversation."""

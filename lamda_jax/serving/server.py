@@ -2,6 +2,8 @@
 
     POST /v1/respond  {"context": [{"speaker": "A", "text": "hi"}, ...]}
       -> 200 {"reply": ..., "fallback": ..., "candidates": [...]}
+    POST /v1/toolset  {"query": "135+7721", "conversation_id": "c1"}   (when given a toolset)
+      -> 200 {"results": ["7856"]}
     GET  /healthz     -> 200 {"status": "ok"}
 
 Binds to 127.0.0.1 unless `serve.host` says otherwise. Every bad request gets
@@ -21,7 +23,9 @@ from lamda_jax.config import ServeConfig
 from lamda_jax.data import dialog
 
 ROUTES = routing.Map([routing.Rule('/v1/respond', endpoint='respond', methods=['POST']),
+                      routing.Rule('/v1/toolset', endpoint='toolset', methods=['POST']),
                       routing.Rule('/healthz', endpoint='health', methods=['GET'])])
+MAX_CONVERSATION_ID = 128
 
 
 def _json(payload, status=200) -> Response:
@@ -32,15 +36,33 @@ class UnprocessableDialog(exceptions.UnprocessableEntity):
   pass
 
 
-def parse_request(body: bytes, cfg: ServeConfig):
-  """The request's dialog as Turns; a 4xx exception names what is wrong."""
+def _json_body(body: bytes):
   try:
-    record = json.loads(body.decode('utf-8'))
+    return json.loads(body.decode('utf-8'))
   except UnicodeDecodeError as error:
     raise exceptions.BadRequest(f'body is not UTF-8 (byte {error.start})') from None
   except json.JSONDecodeError as error:
     raise exceptions.BadRequest(f'malformed JSON: {error.msg} (line {error.lineno}, '
                                 f'column {error.colno})') from None
+
+
+def parse_toolset_request(body: bytes) -> tuple[str, str]:
+  """(query, conversation id: '' for none); a 4xx exception names what is wrong."""
+  record = _json_body(body)
+  if not isinstance(record, dict):
+    raise exceptions.BadRequest('not a JSON object')
+  query, conversation = record.get('query'), record.get('conversation_id', '')
+  if not isinstance(query, str) or not query.strip():
+    raise exceptions.BadRequest('query: needs a non-empty string')
+  if not isinstance(conversation, str) or len(conversation) > MAX_CONVERSATION_ID:
+    raise exceptions.BadRequest(f'conversation_id: needs a string of at most '
+                                f'{MAX_CONVERSATION_ID} characters')
+  return query, conversation
+
+
+def parse_request(body: bytes, cfg: ServeConfig):
+  """The request's dialog as Turns; a 4xx exception names what is wrong."""
+  record = _json_body(body)
   try:
     turns = dialog.parse_context(record)
   except ValueError as error:
@@ -54,8 +76,9 @@ def parse_request(body: bytes, cfg: ServeConfig):
   return turns
 
 
-def make_app(respond, cfg: ServeConfig):
-  """A WSGI app around `respond(list of dialogs) -> list of Decisions`."""
+def make_app(respond, cfg: ServeConfig, toolset=None):
+  """A WSGI app around `respond(list of dialogs) -> list of Decisions`, and
+  `toolset(query, conversation_id) -> list of strings` when given (else 404)."""
 
   class LimitedRequest(Request):
     max_content_length = cfg.max_request_bytes
@@ -66,6 +89,10 @@ def make_app(respond, cfg: ServeConfig):
       endpoint, _ = ROUTES.bind_to_environ(request.environ).match()
       if endpoint == 'health':
         return _json({'status': 'ok'})
+      if endpoint == 'toolset':
+        if toolset is None:
+          raise exceptions.NotFound('this server has no toolset')
+        return _json({'results': toolset(*parse_toolset_request(request.get_data(cache=False)))})
       turns = parse_request(request.get_data(cache=False), cfg)
       return _json(respond([turns])[0].to_json())
     except exceptions.RequestEntityTooLarge:
@@ -79,6 +106,7 @@ def make_app(respond, cfg: ServeConfig):
   return app
 
 
-def serve(respond, cfg: ServeConfig):
-  logging.info('Serving POST http://%s:%d/v1/respond', cfg.host, cfg.port)
-  serving.run_simple(cfg.host, cfg.port, make_app(respond, cfg), threaded=False)
+def serve(respond, cfg: ServeConfig, toolset=None):
+  logging.info('Serving POST http://%s:%d/v1/respond%s', cfg.host, cfg.port,
+               ' and /v1/toolset' if toolset else '')
+  serving.run_simple(cfg.host, cfg.port, make_app(respond, cfg, toolset), threaded=False)
