@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import random
-import resource
 import tempfile
 import time
 
@@ -31,9 +30,13 @@ _SYNTHETIC = flags.DEFINE_integer('synthetic', 1_000_000, 'Snippets in the synth
 _QUERIES = flags.DEFINE_integer('queries', 200, 'Timed queries per measurement.')
 
 
-def _resident_mb() -> float:
-  with open('/proc/self/statm', encoding='utf-8') as f:
-    return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _resident_mb() -> dict[str, float]:
+  """Resident memory by kind: 'anon' (the process's own), 'file' (mapped file
+  pages: page cache the kernel may evict)."""
+  with open('/proc/self/status', encoding='utf-8') as f:
+    fields = dict(line.split(':', 1) for line in f)
+  return {kind: int(fields[f'Rss{kind.capitalize()}'].split()[0]) / 1024
+          for kind in ('anon', 'file')}
 
 
 def _latency_ms(function, queries) -> dict:
@@ -61,9 +64,15 @@ def _measure_index(name: str, sources, directory: str, queries) -> dict:
   build = time.perf_counter() - start
   before = _resident_mb()
   index = retrieval.Index(folder)
+  loaded = _resident_mb()
   latency = _latency_ms(lambda q: index.search(q, 1), queries)
+  after = _resident_mb()
   return {'benchmark': 'retrieval', 'collection': name, 'snippets': len(index),
-          'build_seconds': build, 'loaded_index_resident_mb': _resident_mb() - before, **latency}
+          'build_seconds': build, 'index_bytes_on_disk': sum(
+              os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)),
+          **{f'resident_{kind}_mb_after_load': loaded[kind] - before[kind] for kind in before},
+          **{f'resident_{kind}_mb_after_queries': after[kind] - before[kind] for kind in before},
+          **latency}
 
 
 def main(argv):
@@ -92,7 +101,7 @@ def main(argv):
     vocabulary = [w for _, gloss in corpora.wordnet_glosses() for w in gloss.split()[:3]] if (
         os.path.isdir(corpora.WORDNET_DIR)) else [t for t in corpora.python_docs()]
     queries = [' '.join(rng.choices(vocabulary, k=3)) for _ in range(_QUERIES.value)]
-    embedded = [f'embedded:{name}' for name in config_lib.ToolsetConfig().collections]
+    embedded = list(config_lib.ToolsetConfig().collections)
     if not os.path.isdir(corpora.WORDNET_DIR):
       embedded.remove('embedded:wordnet')
     print(json.dumps(_measure_index('embedded', embedded, directory, queries)), flush=True)
