@@ -1,0 +1,108 @@
+"""The research protocol with a scripted stand-in model (§6.2, Figure 3)."""
+
+import json
+
+import pytest
+
+from lamda_jax import config as config_lib
+from lamda_jax.data import dialog
+from lamda_jax.data.dialog import Turn
+from lamda_jax.grounding import research, toolset
+
+CONTEXT = (Turn('A', 'How old is Rafael Nadal?'),)
+SNIPPETS = [
+    {'id': 'nadal', 'url': 'https://example.org/nadal', 'title': 'Rafael Nadal',
+     'text': 'Rafael Nadal is a Spanish tennis player born on 3 June 1986.'},
+    {'id': 'nadal-2', 'url': 'https://example.org/nadal-clay', 'title': 'Nadal',
+     'text': 'Nadal the tennis player won the French Open fourteen times.'},
+]
+
+
+@pytest.fixture(scope='module')
+def tools(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('research')
+  (folder / 'c.jsonl').write_text(''.join(json.dumps(s) + '\n' for s in SNIPPETS))
+  return toolset.Toolset.from_config(config_lib.ToolsetConfig(
+      collections=(str(folder / 'c.jsonl'),), index_dir=str(folder / 'index')), '')
+
+
+class Script:
+  """A stand-in model: says its lines in order, and records what it was shown."""
+
+  def __init__(self, *lines):
+    self.lines, self.shown = list(lines), []
+
+  def __call__(self, transcript, forced):
+    self.shown.append((dialog.render(transcript), forced))
+    return self.lines.pop(0)
+
+
+def test_a_lookup_then_an_answer_renders_as_the_papers_transcript(tools):
+  model = Script("TS, Rafael Nadal's age", 'User, He is 38: born on 3 June 1986.')
+  result = research.run(CONTEXT, 'He is 35.', model, tools, toolset.Conversation())
+  assert dialog.render(result.transcript) == '\n'.join([
+      'A: How old is Rafael Nadal?',
+      'LAMDA-BASE: He is 35.',
+      "LAMDA-RESEARCH: TS, Rafael Nadal's age",
+      'TS: Rafael Nadal is a Spanish tennis player born on 3 June 1986. https://example.org/nadal',
+      'LAMDA-RESEARCH: User, He is 38: born on 3 June 1986.'])
+  assert result.reply == 'He is 38: born on 3 June 1986.' and result.calls == 1
+  assert result.citation == 'https://example.org/nadal' and result.events == {}
+  # The model saw the toolset's result before it answered.
+  assert model.shown[1][0].endswith('https://example.org/nadal')
+
+
+def test_the_calculator_answers_through_the_loop(tools):
+  result = research.run((Turn('A', 'what is 135 plus 7721?'),), 'About 8000.',
+                        Script('TS, 135+7721', 'User, 7856.'), tools, toolset.Conversation())
+  assert [t.text for t in result.transcript[-3:]] == ['TS, 135+7721', '7856', 'User, 7856.']
+  assert result.reply == '7856.' and result.citation == ''  # a calculation has no URL
+
+
+def test_asking_again_gets_the_next_snippet_across_steps(tools):
+  result = research.run(CONTEXT, 'He is 35.', Script('TS, Nadal tennis', 'TS, Nadal tennis',
+                                                     'User, Fourteen French Opens.'),
+                        tools, toolset.Conversation())
+  results = [t.text.split()[-1] for t in result.transcript if t.speaker == 'TS']
+  assert results == ['https://example.org/nadal-clay', 'https://example.org/nadal']
+  assert result.citation == 'https://example.org/nadal-clay'  # 'french', 'opens' match it
+
+
+def test_the_step_cap_forces_an_answer(tools):
+  model = Script(*['TS, Nadal tennis'] * 2, 'User, Enough looking.')
+  result = research.run(CONTEXT, 'draft', model, tools, toolset.Conversation(), max_steps=2)
+  assert result.calls == 2 and result.events == {'step_cap': 1}
+  assert [forced for _, forced in model.shown] == ['', '', 'User, ']
+  assert result.reply == 'Enough looking.'
+
+
+def test_an_empty_query_forces_an_answer_and_the_draft_answers_if_the_model_will_not(tools):
+  result = research.run(CONTEXT, 'He is 35.', Script('TS,', 'TS, again'), tools,
+                        toolset.Conversation())
+  assert result.calls == 0 and result.reply == 'He is 35.'
+  assert result.events == {'empty_query': 1, 'draft_used': 1}
+
+
+@pytest.mark.parametrize('line', ['I think he is 38', 'ts, lowercase', 'User 38', '', 'TS'])
+def test_a_malformed_line_is_counted_and_the_draft_answers(tools, line):
+  result = research.run(CONTEXT, 'He is 35.', Script(line), tools, toolset.Conversation())
+  assert result.reply == 'He is 35.' and result.events == {'malformed': 1, 'draft_used': 1}
+  assert result.transcript[-1] == Turn('LAMDA-RESEARCH', 'User, He is 35.')
+
+
+def test_empty_and_overlong_results_are_counted(tools):
+  result = research.run(CONTEXT, 'd', Script('TS, zzzz qqqq', 'TS, Nadal tennis', 'User, ok'),
+                        tools, toolset.Conversation(), max_result_chars=20)
+  toolset_turns = [t.text for t in result.transcript if t.speaker == 'TS']
+  assert toolset_turns == ['', 'Nadal the tennis pla']
+  assert result.events == {'empty_result': 1, 'result_cut': 1}
+
+
+def test_the_transcript_round_trips_through_the_dialog_format(tools):
+  result = research.run(CONTEXT, 'He is 35.', Script("TS, Rafael Nadal's age", 'User, 38.'),
+                        tools, toolset.Conversation())
+  lines = dialog.render(result.transcript).split('\n')
+  parsed = tuple(Turn(*line.split(': ', 1)) for line in lines)
+  assert parsed == result.transcript
+  assert [research.parse_line(t.text) for t in parsed if t.speaker == 'LAMDA-RESEARCH'] == [
+      ('TS', "Rafael Nadal's age"), ('User', '38.')]
