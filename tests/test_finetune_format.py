@@ -156,3 +156,32 @@ def test_the_tfds_labels_builder_fails_on_a_bad_line_naming_it(tmp_path):
   with pytest.raises(dialog.RecordError,
                      match=f'^config.eval.labels: {path}:2: votes.UNSAFE: needs 3 votes'):
     labels.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 0.1)
+
+
+RESEARCH_TRANSCRIPT = (Turn('A', 'what is 135 plus 7721?'), Turn('LAMDA-BASE', 'About 8000.'),
+                       Turn('LAMDA-RESEARCH', 'TS, 135+7721'), Turn('TS', '7856'),
+                       Turn('LAMDA-RESEARCH', 'User, 7856.'))
+
+
+def test_research_example_weighs_exactly_the_research_lines_and_their_ends(tokenizer):
+  example = formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 128)
+  # Worked by hand: the two LAMDA-RESEARCH lines, the newline that ends the
+  # first (the model must stop its line there) and the EOS that ends the last.
+  newline = tokenizer.encode('\n')
+  want = (tokenizer.encode('TS, 135+7721') + newline + tokenizer.encode('User, 7856.') +
+          [tokenizer_lib.EOS_ID])
+  assert [t for t, w in zip(example.tokens, example.loss_weights) if w] == want
+  assert set(example.loss_weights) == {0.0, 1.0}
+  text = tokenizer.decode(list(example.tokens))
+  for unweighted in ('what is 135 plus 7721?', 'About 8000.', 'TS: 7856'):  # context, draft, result
+    assert unweighted in text
+  assert tokenizer.decode([t for t, w in zip(example.tokens, example.loss_weights) if not w]) \
+      .count('7856') == 1  # the toolset's 7856 only; the reply's is weighted
+
+
+def test_research_example_cut_from_the_left_keeps_the_last_line_or_refuses(tokenizer):
+  full = formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 128)
+  cut = formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 30)
+  assert cut.tokens == full.tokens[-30:] and cut.loss_weights == full.loss_weights[-30:]
+  with pytest.raises(formats.TooLong):
+    formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 5)

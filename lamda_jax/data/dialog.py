@@ -13,6 +13,9 @@ A, B, ... in order of appearance). A dialog in JSON is a list of
 import dataclasses
 import json
 
+# The speakers of a research transcript (§6.2, Figure 3), besides the toolset's TS.
+BASE_SPEAKER, RESEARCH_SPEAKER = 'LAMDA-BASE', 'LAMDA-RESEARCH'
+
 
 @dataclasses.dataclass(frozen=True)
 class Turn:

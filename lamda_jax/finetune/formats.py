@@ -75,3 +75,42 @@ def discriminator_example(tokenizer, context_turns, response: str, attribute: st
   example = _example(tokenizer, context_turns, response, suffix, weights, seq_len,
                      weigh_response=False)
   return Example(example.tokens, example.loss_weights, task_id)
+
+
+def research_pieces(tokenizer, transcript) -> list[tuple[list[int], bool]]:
+  """A research transcript (§6.2) as (token ids, is the model's own line) pieces:
+  each turn's `<speaker>:` and its text tokenized apart, turns joined by the
+  newline's tokens. The research loop prompts with exactly these pieces, so
+  what it decodes is what the research task trained."""
+  newline = tokenizer.encode('\n')
+  pieces = []
+  for index, turn in enumerate(transcript):
+    pieces.append(((newline if index else []) + tokenizer.encode(f'{turn.speaker}:'), False))
+    pieces.append((tokenizer.encode(turn.text), turn.speaker == dialog.RESEARCH_SPEAKER))
+  return pieces
+
+
+def research_example(tokenizer, transcript, seq_len: int, task_id: int = 0) -> Example:
+  """The rendered transcript + EOS; loss on the LAMDA-RESEARCH lines the model
+  writes (`TS, <query>`, `User, <reply>`) and on what ends each of them (the
+  next newline, or EOS after the last), never on the context, the draft or the
+  toolset's results. Too long a transcript loses tokens from the left; one whose
+  last research line cannot fit is TooLong."""
+  newline = tokenizer.encode('\n')
+  tokens, weights, after_research = [], [], False
+  for ids, is_research in research_pieces(tokenizer, transcript):
+    ending = len(newline) if after_research and ids[:len(newline)] == newline else 0
+    tokens += ids
+    weights += [1.0] * ending + [float(is_research)] * (len(ids) - ending)
+    after_research = is_research
+  tokens.append(tokenizer_lib.EOS_ID)
+  weights.append(float(after_research))
+  if len(tokens) > seq_len:
+    last_line = len(weights)  # where the final research line (and its EOS) starts
+    while last_line and weights[last_line - 1]:
+      last_line -= 1
+    start = len(tokens) - seq_len
+    if last_line < start or last_line == len(weights):
+      raise TooLong(f'the last research line does not fit in seq_len {seq_len}')
+    tokens, weights = tokens[start:], weights[start:]
+  return Example(tuple(tokens), tuple(weights), task_id)

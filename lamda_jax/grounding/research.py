@@ -36,10 +36,11 @@ import re
 
 from absl import logging
 
+from lamda_jax.data import dialog
 from lamda_jax.data import tokenizer as tokenizer_lib
 from lamda_jax.data.dialog import Turn
 
-BASE, RESEARCH, TOOLSET = 'LAMDA-BASE', 'LAMDA-RESEARCH', tokenizer_lib.TOOLSET
+BASE, RESEARCH, TOOLSET = dialog.BASE_SPEAKER, dialog.RESEARCH_SPEAKER, tokenizer_lib.TOOLSET
 _LINE = re.compile(rf'^\s*({tokenizer_lib.TOOLSET}|{tokenizer_lib.USER}),\s*(.*?)\s*$', re.S)
 _URL = re.compile(r'(?:https?://|urn:)\S+$')
 _WORD = re.compile(r'[a-z0-9]+')
