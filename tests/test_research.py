@@ -1,13 +1,16 @@
 """The research protocol with a scripted stand-in model (§6.2, Figure 3)."""
 
 import json
+import os
+import random
+import re
 
 import pytest
 
 from lamda_jax import config as config_lib
 from lamda_jax.data import dialog
 from lamda_jax.data.dialog import Turn
-from lamda_jax.grounding import research, toolset
+from lamda_jax.grounding import research, research_data, retrieval, toolset
 
 CONTEXT = (Turn('A', 'How old is Rafael Nadal?'),)
 SNIPPETS = [
@@ -106,3 +109,60 @@ def test_the_transcript_round_trips_through_the_dialog_format(tools):
   assert parsed == result.transcript
   assert [research.parse_line(t.text) for t in parsed if t.speaker == 'LAMDA-RESEARCH'] == [
       ('TS', "Rafael Nadal's age"), ('User', '38.')]
+
+
+# --- generated research dialogs ---
+
+def _research_lines(item):
+  return [research.parse_line(t.text) for t in item.transcript if t.speaker == 'LAMDA-RESEARCH']
+
+
+def test_arithmetic_dialogs_answer_what_python_computes(tools):
+  rng = random.Random(0)
+  for _ in range(40):
+    item = research_data.arithmetic(rng, tools)
+    a, symbol, b = re.fullmatch(r'(\d+)([-+*/])(\d+)', item.fact).groups()
+    want = {'+': int(a) + int(b), '-': int(a) - int(b), '*': int(a) * int(b),
+            '/': int(a) // int(b)}[symbol]
+    assert item.answer == str(want)
+    assert symbol != '/' or int(a) % int(b) == 0  # whole answers
+    assert _research_lines(item) == [('TS', item.fact), ('User', f'{want}.')]
+    assert item.transcript[3] == Turn('TS', str(want))  # the calculator's result, first
+
+
+def test_lookup_dialogs_ask_until_the_entry_comes_and_cite_it(tools):
+  for snippet in map(lambda s: retrieval.Snippet(**s), SNIPPETS):
+    item = research_data.lookup(random.Random(0), tools, snippet)
+    results = [t.text for t in item.transcript if t.speaker == 'TS']
+    assert results[-1].endswith(snippet.url)
+    assert not any(r.endswith(snippet.url) for r in results[:-1])  # earlier asks missed it
+    lines = _research_lines(item)
+    assert lines[:-1] == [('TS', snippet.title)] * (len(lines) - 1) and lines[-1][0] == 'User'
+    assert research.citation(lines[-1][1], item.transcript) == snippet.url
+
+
+def test_chitchat_dialogs_answer_at_once():
+  context = [Turn('A', 'hi there'), Turn('B', 'hello!'), Turn('A', 'how are you?')]
+  item = research_data.chitchat(context, Turn('B', 'great, thanks'))
+  assert _research_lines(item) == [('User', 'great, thanks')]
+  assert not any(t.speaker == 'TS' for t in item.transcript)
+
+
+def test_exported_splits_never_share_a_fact(tools, tmp_path):
+  rng = random.Random(1)
+  items = [research_data.arithmetic(rng, tools) for _ in range(200)]
+  items += items[:50]  # the same facts again, phrased anew or not: they must land together
+  paths = research_data.export(items, str(tmp_path), eval_fraction=0.3)
+  facts = {split: {json.loads(line)['fact'] for line in open(path)}
+           for split, path in paths.items()}
+  assert facts['train'] and facts['validation'] and not facts['train'] & facts['validation']
+  assert all(research_data.held_out(f, 0.3) for f in facts['validation'])
+
+
+@pytest.mark.skipif(not os.path.exists('/usr/share/dictd/freedict-eng-fra.index'),
+                    reason='Debian dict-freedict-eng-fra is not installed (make data)')
+def test_translation_dialogs_use_the_dictionary(tools):
+  item = research_data.translation(random.Random(0), tools, 'house', 'french')
+  assert item.answer == 'maison' and _research_lines(item)[-1] == (
+      'User', 'house in French is maison.')
+  assert research_data.translation(random.Random(0), tools, 'xyzzy', 'french') is None

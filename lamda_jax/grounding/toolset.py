@@ -63,6 +63,7 @@ def open_collections(cfg: ToolsetConfig) -> list[str]:
 class Toolset:
 
   def __init__(self, retriever: Retrieval, dictionary_dir: str, max_query_chars: int):
+    self.dictionary_dir = dictionary_dir
     translate = translator.Translator(dictionary_dir)
     self.tools = {'calculator': lambda query, _: calculator.calculate(query),
                   'translator': lambda query, _: translate(query),

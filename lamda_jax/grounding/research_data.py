@@ -1,0 +1,163 @@
+"""Research dialogs for the embedded default, made by the toolset itself (§6.2).
+
+Four kinds, each a transcript in the research format (`research.py`) whose
+toolset results are the real toolset's:
+
+  arithmetic   "what is 135 plus 7721?"   TS, 135+7721 -> TS: 7856 -> User, 7856.
+  lookup       "what is a tarragon?"      TS, tarragon -> the snippet -> User, <its fact>
+  translation  "how do you say dog in French?"  TS, dog in French -> User, chien.
+  chitchat     a chitchat turn             answered at once: User, <the true next turn>
+
+A lookup whose first result is not the entry it was made from asks again (the
+toolset's next-snippet rule) until the entry comes, so the data holds
+dialogs that repeat a query. Questions are split into train and held-out by
+the fact behind them (the expression, the entry, the word), never by
+phrasing, so no held-out fact is seen in training.
+"""
+
+import dataclasses
+import json
+import os
+import random
+import zlib
+
+from lamda_jax.data import corpora, dialog
+from lamda_jax.data.dialog import Turn
+from lamda_jax.grounding import research, retrieval, toolset, translator
+
+KINDS = ('arithmetic', 'lookup', 'translation', 'chitchat')
+_OPERATIONS = (('+', ('plus', 'and', '+')), ('-', ('minus', '-')), ('*', ('times', 'x', '*')),
+               ('/', ('divided by', '/')))
+_ARITHMETIC = ('what is {}?', 'what is {}', 'how much is {}?', 'calculate {}', '{} = ?',
+               'can you tell me what {} is?')
+_LOOKUP = ('what is {}?', 'tell me about {}', 'what does {} mean?', 'do you know what {} is?')
+_TRANSLATION = ('how do you say {} in {}?', 'what is {} in {}?', 'translate {} to {}')
+
+
+@dataclasses.dataclass(frozen=True)
+class ResearchDialog:
+  kind: str
+  fact: str  # what the question rests on; the split key
+  answer: str  # the reply's key content, for scoring a model's answer
+  transcript: tuple[Turn, ...]
+
+  def to_json(self) -> dict:
+    return {'kind': self.kind, 'fact': self.fact, 'answer': self.answer,
+            'transcript': [dataclasses.asdict(turn) for turn in self.transcript]}
+
+
+def held_out(fact: str, fraction: float) -> bool:
+  return zlib.crc32(fact.encode('utf-8')) % 1_000_000 < fraction * 1_000_000
+
+
+def _dialog(kind, fact, answer, question, draft, steps, reply) -> ResearchDialog:
+  """steps: (query, results) pairs, in order."""
+  turns = [Turn('A', question), Turn(research.BASE, draft)]
+  for query, results in steps:
+    turns.append(Turn(research.RESEARCH, f'TS, {query}'))
+    turns += [Turn(research.TOOLSET, result) for result in results or ['']]
+  turns.append(Turn(research.RESEARCH, f'User, {reply}'))
+  return ResearchDialog(kind, fact, answer, tuple(turns))
+
+
+def arithmetic(rng: random.Random, tools: toolset.Toolset) -> ResearchDialog:
+  symbol, words = rng.choice(_OPERATIONS)
+  a, b = rng.randrange(2, 10_000), rng.randrange(2, 1_000)
+  if symbol == '/':
+    a = a * b  # whole answers, as people ask
+  expression = f'{a}{symbol}{b}'
+  question = rng.choice(_ARITHMETIC).format(f'{a} {rng.choice(words)} {b}')
+  results = tools.query(expression, toolset.Conversation())
+  value = results[0]  # the calculator's answer comes first
+  draft = f'I think it is about {round(float(value) * rng.uniform(0.7, 1.3))}.'
+  return _dialog('arithmetic', expression, value, question, draft, [(expression, results)],
+                 f'{value}.')
+
+
+def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippet,
+           max_steps: int = 3) -> ResearchDialog | None:
+  """A question about `snippet`'s entry, asked until the toolset returns it; None if it never does."""
+  conversation, steps = toolset.Conversation(), []
+  for _ in range(max_steps):
+    results = tools.query(snippet.title, conversation)
+    steps.append((snippet.title, results))
+    if any(result.endswith(snippet.url) for result in results):
+      fact = snippet.text.split(': ', 1)[-1]
+      return _dialog('lookup', snippet.url, fact, rng.choice(_LOOKUP).format(snippet.title),
+                     f'I am not sure what {snippet.title} is.', steps,
+                     f'{snippet.title}: {fact}')
+  return None
+
+
+def translation(rng: random.Random, tools: toolset.Toolset, word: str,
+                language: str) -> ResearchDialog | None:
+  query = f'{word} in {language.capitalize()}'
+  outputs = tools.by_tool(query, toolset.Conversation())
+  results, found = [r for by_tool in outputs.values() for r in by_tool], outputs['translator']
+  if not found:
+    return None
+  first = found[0].split(', ')[0]
+  return _dialog('translation', f'{word}:{language}', first,
+                 rng.choice(_TRANSLATION).format(word, language.capitalize()),
+                 f'I do not know the {language.capitalize()} for {word}.',
+                 [(query, results)], f'{word} in {language.capitalize()} is {first}.')
+
+
+def chitchat(context: list[Turn], reply: Turn) -> ResearchDialog:
+  """A turn that needs no lookup: LAMDA-RESEARCH answers at once with the draft."""
+  return ResearchDialog('chitchat', dialog.render(context), reply.text, tuple(context) + (
+      Turn(research.BASE, reply.text), Turn(research.RESEARCH, f'User, {reply.text}')))
+
+
+def english_words(dictionary_dir: str, language: str, count: int, rng: random.Random):
+  """`count` single-word headwords of the English -> `language` dictionary."""
+  path = os.path.join(dictionary_dir, f'freedict-eng-{translator.LANGUAGES[language]}.index')
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    words = [line.split('\t', 1)[0] for line in f
+             if line[:1].isalpha() and line.split('\t', 1)[0].isalpha()]
+  return rng.sample(words, min(count, len(words)))
+
+
+def generate(tools: toolset.Toolset, index: retrieval.Index, per_kind: int, seed: int = 0):
+  """About `per_kind` dialogs of each kind (fewer where a resource is missing)."""
+  rng = random.Random(seed)
+  for _ in range(per_kind):
+    yield arithmetic(rng, tools)
+  made = 0
+  for row in rng.sample(range(len(index)), min(len(index), 4 * per_kind)):
+    snippet = index.snippet(row)
+    made += bool(found := lookup(rng, tools, snippet))
+    if found:
+      yield found
+    if made == per_kind:
+      break
+  languages = ('french', 'german', 'spanish')
+  for language in languages:
+    for word in english_words(tools.dictionary_dir, language, per_kind // len(languages), rng):
+      if found := translation(rng, tools, word, language):
+        yield found
+  conversations = [turns for _, turns in corpora.chitchat_dialogs() if len(turns) > 1]
+  for turns in rng.sample(conversations, min(per_kind, len(conversations))):
+    at = rng.randrange(1, len(turns))
+    yield chitchat([Turn(t['speaker'], t['text']) for t in turns[max(0, at - 3):at]],
+                   Turn(turns[at]['speaker'], turns[at]['text']))
+
+
+def export(dialogs, directory: str, eval_fraction: float) -> dict[str, str]:
+  """Writes `research-{train,validation}.jsonl`, split by fact; returns the paths."""
+  os.makedirs(directory, exist_ok=True)
+  paths = {split: os.path.join(directory, f'research-{split}.jsonl')
+           for split in ('train', 'validation')}
+  files = {split: open(f'{path}.tmp', 'w', encoding='utf-8') for split, path in paths.items()}
+  try:
+    for item in dialogs:
+      split = 'validation' if held_out(item.fact, eval_fraction) else 'train'
+      files[split].write(json.dumps(item.to_json(), ensure_ascii=False) + '\n')
+  finally:
+    for f in files.values():
+      f.close()
+  for path in paths.values():
+    os.replace(f'{path}.tmp', path)
+  return paths
