@@ -352,6 +352,11 @@ class FinetuneConfig:
   discriminator_weight: float = 0.5
   pretrain_weight: float = 0.0
   eval_fraction: float = 0.1
+  # Stage two (§6.2): research transcripts (JSONL of {"fact"?, "transcript": [turns]})
+  # or `embedded:research`, dialogs the toolset makes (`research_per_kind` of each kind).
+  research: tuple[str, ...] = ()
+  research_weight: float = 0.0
+  research_per_kind: int = 2000
 
   def __post_init__(self):
     object.__setattr__(self, 'labels', tuple(self.labels))
@@ -359,7 +364,14 @@ class FinetuneConfig:
       if path.startswith('embedded:'):
         _check_choice('finetune.labels', path.removeprefix('embedded:'), ('chitchat_weak',))
     _check_bool('finetune.keep_optimizer_state', self.keep_optimizer_state)
-    weights = ('generator_weight', 'discriminator_weight', 'pretrain_weight')
+    object.__setattr__(self, 'research', tuple(self.research))
+    for path in self.research:
+      if path.startswith('embedded:'):
+        _check_choice('finetune.research', path.removeprefix('embedded:'), ('research',))
+    _check_int('finetune.research_per_kind', self.research_per_kind)
+    if self.research_weight and not self.research:
+      _fail('finetune.research', 'is needed when research_weight > 0')
+    weights = ('generator_weight', 'discriminator_weight', 'pretrain_weight', 'research_weight')
     for name in weights:
       _check_number(f'finetune.{name}', getattr(self, name), 0)
     if not any(getattr(self, name) for name in weights):

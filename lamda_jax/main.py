@@ -33,7 +33,7 @@ from ml_collections import config_flags
 from lamda_jax import config as config_lib
 from lamda_jax.data import pipeline
 from lamda_jax.finetune import tasks
-from lamda_jax.grounding import retrieval, toolset
+from lamda_jax.grounding import research_data, retrieval, toolset
 from lamda_jax.model import stats
 from lamda_jax.serving import chat, evaluation, filtering, generate, responder, server
 from lamda_jax.training import distributed, forward_check, loop
@@ -68,7 +68,7 @@ def tokenizer_mode(experiment: config_lib.ExperimentConfig, workdir: str):
 
 
 def finetune_mode(experiment: config_lib.ExperimentConfig, workdir: str):
-  experiment = tasks.finetune_experiment(experiment)
+  experiment = research_data.resolve_embedded(tasks.finetune_experiment(experiment), workdir)
   summary = loop.run(experiment, workdir, tasks.build(experiment, workdir),
                       init_from=experiment.finetune.init_from,
                       keep_optimizer_state=experiment.finetune.keep_optimizer_state)

@@ -12,7 +12,7 @@ import pytest
 from lamda_jax import config as config_lib
 from lamda_jax.data import pipeline
 from lamda_jax.data.dialog import Turn
-from lamda_jax.finetune import tasks
+from lamda_jax.finetune import formats, tasks
 from lamda_jax.model.decoder import Decoder
 from lamda_jax.serving import scoring
 from lamda_jax.training import checkpointing, loop
@@ -152,3 +152,36 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
   (other_dir / 'tokenizer.model').write_bytes(b'not the same tokenizer')
   with pytest.raises(config_lib.ConfigError, match='config.finetune.init_from: .* differs'):
     tasks.build(experiment, str(other_dir))
+
+
+def test_the_research_task_weighs_the_research_lines(tmp_path):
+  """Stage two without labels: the research rows are exactly research_example's."""
+  transcripts = [[{'speaker': 'A', 'text': f'what is {i} plus 2?'},
+                  {'speaker': 'LAMDA-BASE', 'text': 'five'},
+                  {'speaker': 'LAMDA-RESEARCH', 'text': f'TS, {i}+2'},
+                  {'speaker': 'TS', 'text': str(i + 2)},
+                  {'speaker': 'LAMDA-RESEARCH', 'text': f'User, {i + 2}.'}] for i in range(20)]
+  path = tmp_path / 'research.jsonl'
+  path.write_text(''.join(json.dumps({'fact': f'{i}+2', 'transcript': t}) + '\n'
+                          for i, t in enumerate(transcripts)))
+  experiment = _experiment(tmp_path, [], finetune={
+      'generator_weight': 0.0, 'discriminator_weight': 0.0, 'research': (str(path),),
+      'research_weight': 1.0, 'eval_fraction': 1e-6}, steps=1)
+  built = tasks.build(experiment, str(tmp_path))
+  assert set(built.train.sources) == {'research'}
+  rows = built.train.sources['research']
+  tokenizer = pipeline.tokenizer_for(experiment, str(tmp_path))
+  weighted = rows['targets'][rows['loss_weights'] > 0].tolist()
+  want = []
+  for transcript in transcripts:
+    example = formats.research_example(tokenizer, [Turn(**t) for t in transcript], 64)
+    want += [t for t, w in zip(example.tokens, example.loss_weights) if w]
+  assert sorted(weighted) == sorted(want)
+  assert (rows['task_ids'][rows['segment_ids'] > 0] == tasks.TASKS.index('research')).all()
+
+
+def test_research_weight_needs_research_data():
+  config = tiny_docs.get_config()
+  config.finetune.research_weight = 0.5
+  with pytest.raises(config_lib.ConfigError, match='config.finetune.research: is needed'):
+    config_lib.load(config)

@@ -8,9 +8,10 @@ import re
 import pytest
 
 from lamda_jax import config as config_lib
-from lamda_jax.data import dialog
+from lamda_jax.data import builders, dialog
 from lamda_jax.data.dialog import Turn
 from lamda_jax.grounding import research, research_data, retrieval, toolset
+from tests.configs import tiny_docs
 
 CONTEXT = (Turn('A', 'How old is Rafael Nadal?'),)
 SNIPPETS = [
@@ -156,7 +157,7 @@ def test_exported_splits_never_share_a_fact(tools, tmp_path):
   facts = {split: {json.loads(line)['fact'] for line in open(path)}
            for split, path in paths.items()}
   assert facts['train'] and facts['validation'] and not facts['train'] & facts['validation']
-  assert all(research_data.held_out(f, 0.3) for f in facts['validation'])
+  assert all(builders.held_out(f, 0.3) for f in facts['validation'])
 
 
 @pytest.mark.skipif(not os.path.exists('/usr/share/dictd/freedict-eng-fra.index'),
@@ -166,3 +167,20 @@ def test_translation_dialogs_use_the_dictionary(tools):
   assert item.answer == 'maison' and _research_lines(item)[-1] == (
       'User', 'house in French is maison.')
   assert research_data.translation(random.Random(0), tools, 'xyzzy', 'french') is None
+
+
+def test_embedded_research_is_made_once_and_replaces_its_name(tmp_path):
+  collection = tmp_path / 'c.jsonl'
+  collection.write_text(''.join(json.dumps(s) + '\n' for s in SNIPPETS))
+  config = tiny_docs.get_config()
+  config.finetune.update(research=('embedded:research',), research_per_kind=4, research_weight=1.0)
+  config.toolset.collections = (str(collection),)
+  experiment = config_lib.load(config)
+  resolved = research_data.resolve_embedded(experiment, str(tmp_path))
+  paths = resolved.finetune.research
+  assert len(paths) == 2 and all(os.path.exists(p) for p in paths)
+  kinds = {json.loads(line)['kind'] for p in paths for line in open(p)}
+  assert {'arithmetic', 'lookup', 'chitchat'} <= kinds
+  made = [os.stat(p).st_mtime_ns for p in paths]
+  assert research_data.resolve_embedded(experiment, str(tmp_path)).finetune.research == paths
+  assert [os.stat(p).st_mtime_ns for p in paths] == made  # not made again

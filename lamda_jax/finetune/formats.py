@@ -90,6 +90,18 @@ def research_pieces(tokenizer, transcript) -> list[tuple[list[int], bool]]:
   return pieces
 
 
+def parse_research(record) -> tuple:
+  """The transcript of a research record, {"transcript": [turns], ...}: Turns,
+  with at least one LAMDA-RESEARCH line; ValueError names the field."""
+  if not isinstance(record, dict) or not isinstance(record.get('transcript'), list):
+    raise ValueError('transcript: needs a list of turns')
+  transcript = tuple(dialog.parse_turn(turn, f'transcript[{i}]')
+                     for i, turn in enumerate(record['transcript']))
+  if not any(turn.speaker == dialog.RESEARCH_SPEAKER for turn in transcript):
+    raise ValueError(f'transcript: has no {dialog.RESEARCH_SPEAKER} turn')
+  return transcript
+
+
 def research_example(tokenizer, transcript, seq_len: int, task_id: int = 0) -> Example:
   """The rendered transcript + EOS; loss on the LAMDA-RESEARCH lines the model
   writes (`TS, <query>`, `User, <reply>`) and on what ends each of them (the

@@ -18,11 +18,11 @@ import numpy as np
 
 from lamda_jax import attributes
 from lamda_jax.config import ExperimentConfig
-from lamda_jax.data import builders, packing, pipeline
+from lamda_jax.data import builders, dialog, packing, pipeline
 from lamda_jax.data.sampler import MixtureSampler
 from lamda_jax.finetune import formats, labels, weak_labels
 
-TASKS = ('lm', 'generator') + attributes.NAMES  # task ids, in this order
+TASKS = ('lm', 'generator') + attributes.NAMES + ('research',)  # task ids, in this order
 
 
 def task_examples(records, tokenizer, seq_len: int, bad) -> dict[str, list[packing.Example]]:
@@ -64,9 +64,23 @@ def label_splits(experiment: ExperimentConfig, workdir: str, field: str, pattern
       field, files, tfds_dir, experiment.finetune.eval_fraction))
 
 
+def research_splits(experiment: ExperimentConfig) -> dict:
+  """{split: [(origin, transcript)]} of `finetune.research`'s files, split by
+  each record's fact (or its first turn) as every held-out split is."""
+  cfg = experiment.finetune
+  splits = {split: [] for split in builders.SPLITS}
+  for path in builders.expand_paths('finetune.research', cfg.research):
+    for origin, record, transcript in dialog.read_records(path, formats.parse_research):
+      key = str(record.get('fact') or dialog.render(transcript[:1]))
+      splits['validation' if builders.held_out(key, cfg.eval_fraction) else 'train'].append(
+          (origin, transcript))
+  return splits
+
+
 def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
   cfg, seq_len = experiment.finetune, experiment.train.seq_len
-  records = label_splits(experiment, workdir, 'finetune.labels', cfg.labels)
+  quality = cfg.generator_weight > 0 or cfg.discriminator_weight > 0
+  records = label_splits(experiment, workdir, 'finetune.labels', cfg.labels) if quality else {}
   if cfg.init_from:
     pipeline.inherit_tokenizer(experiment, workdir, cfg.init_from, 'finetune.init_from')
   tokenizer = pipeline.tokenizer_for(experiment, workdir)
@@ -78,6 +92,20 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
                              builders.BadRecords())
     rows[split] = {task: packing.pack(found, seq_len) for task, found in examples.items() if found}
   weights = task_weights(experiment, rows['train'])
+  if cfg.research_weight > 0:
+    for split, transcripts in research_splits(experiment).items():
+      examples = []
+      for origin, transcript in transcripts:
+        try:
+          examples.append(formats.research_example(tokenizer, transcript, seq_len,
+                                                   TASKS.index('research')))
+        except formats.TooLong:
+          (bad if split == 'train' else builders.BadRecords()).add(
+              origin, f'research line too long for seq_len {seq_len}')
+      if examples:
+        rows[split]['research'] = packing.pack(examples, seq_len)
+    if 'research' in rows['train']:
+      weights['research'] = cfg.research_weight
   if cfg.pretrain_weight > 0:
     pretraining = pipeline.build(experiment, workdir)
     shares = pretraining.train.counts
@@ -85,7 +113,7 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
       weights[f'lm:{name}'] = cfg.pretrain_weight * shares[name] / sum(shares.values())
       rows['train'][f'lm:{name}'] = pretraining.train.sources[name]
     rows['validation'].update({f'lm:{n}': r for n, r in pretraining.eval.sources.items()})
-  bad.log('finetune.labels')
+  bad.log('finetune')
   hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
   eval_rows = {task: r for task, r in rows['validation'].items() if task in weights}
   if set(eval_rows) != set(weights):
@@ -99,7 +127,7 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
                           experiment.train.batch_size, experiment.train.seed + 1, **hosts),
       packing_efficiency=packing.efficiency({'segment_ids': np.concatenate(
           [r['segment_ids'] for r in train_rows.values()])}),
-      bad_records={'finetune.labels': bad.counts()})
+      bad_records={'finetune': bad.counts()})
 
 
 def finetune_experiment(experiment: ExperimentConfig) -> ExperimentConfig:

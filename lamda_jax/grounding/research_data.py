@@ -19,9 +19,9 @@ import dataclasses
 import json
 import os
 import random
-import zlib
 
-from lamda_jax.data import corpora, dialog
+from lamda_jax.config import ExperimentConfig
+from lamda_jax.data import builders, corpora, dialog, pipeline
 from lamda_jax.data.dialog import Turn
 from lamda_jax.grounding import research, retrieval, toolset, translator
 
@@ -44,10 +44,6 @@ class ResearchDialog:
   def to_json(self) -> dict:
     return {'kind': self.kind, 'fact': self.fact, 'answer': self.answer,
             'transcript': [dataclasses.asdict(turn) for turn in self.transcript]}
-
-
-def held_out(fact: str, fraction: float) -> bool:
-  return zlib.crc32(fact.encode('utf-8')) % 1_000_000 < fraction * 1_000_000
 
 
 def _dialog(kind, fact, answer, question, draft, steps, reply) -> ResearchDialog:
@@ -120,9 +116,9 @@ def english_words(dictionary_dir: str, language: str, count: int, rng: random.Ra
   return rng.sample(words, min(count, len(words)))
 
 
-def generate(tools: toolset.Toolset, index: retrieval.Index, per_kind: int, seed: int = 0):
+def generate(tools: toolset.Toolset, per_kind: int, seed: int = 0):
   """About `per_kind` dialogs of each kind (fewer where a resource is missing)."""
-  rng = random.Random(seed)
+  rng, index = random.Random(seed), tools.index
   for _ in range(per_kind):
     yield arithmetic(rng, tools)
   made = 0
@@ -145,15 +141,15 @@ def generate(tools: toolset.Toolset, index: retrieval.Index, per_kind: int, seed
                    Turn(turns[at]['speaker'], turns[at]['text']))
 
 
-def export(dialogs, directory: str, eval_fraction: float) -> dict[str, str]:
-  """Writes `research-{train,validation}.jsonl`, split by fact; returns the paths."""
+def export(dialogs, directory: str, eval_fraction: float, name: str = 'research') -> dict:
+  """Writes `<name>-{train,validation}.jsonl`, split by fact; returns the paths."""
   os.makedirs(directory, exist_ok=True)
-  paths = {split: os.path.join(directory, f'research-{split}.jsonl')
+  paths = {split: os.path.join(directory, f'{name}-{split}.jsonl')
            for split in ('train', 'validation')}
   files = {split: open(f'{path}.tmp', 'w', encoding='utf-8') for split, path in paths.items()}
   try:
     for item in dialogs:
-      split = 'validation' if held_out(item.fact, eval_fraction) else 'train'
+      split = 'validation' if builders.held_out(item.fact, eval_fraction) else 'train'
       files[split].write(json.dumps(item.to_json(), ensure_ascii=False) + '\n')
   finally:
     for f in files.values():
@@ -161,3 +157,25 @@ def export(dialogs, directory: str, eval_fraction: float) -> dict[str, str]:
   for path in paths.values():
     os.replace(f'{path}.tmp', path)
   return paths
+
+
+def resolve_embedded(experiment: ExperimentConfig, workdir: str) -> ExperimentConfig:
+  """The experiment with `embedded:research` in `finetune.research` replaced by
+  the files the toolset makes for it, once, in `<workdir>/corpora`."""
+  cfg = experiment.finetune
+  if 'embedded:research' not in cfg.research:
+    return experiment
+  name = f'research-{cfg.research_per_kind}-{experiment.train.seed}-{cfg.eval_fraction}'
+  directory = os.path.join(workdir, 'corpora')
+
+  def make():
+    paths = {split: os.path.join(directory, f'{name}-{split}.jsonl') for split in builders.SPLITS}
+    if not all(map(os.path.exists, paths.values())):
+      tools = toolset.Toolset.from_config(experiment.toolset, workdir)
+      paths = export(generate(tools, cfg.research_per_kind, experiment.train.seed), directory,
+                     cfg.eval_fraction, name)
+    return paths
+
+  paths = pipeline.process_zero_first('research dialogs', make)
+  research = tuple(p for p in cfg.research if p != 'embedded:research') + tuple(paths.values())
+  return dataclasses.replace(experiment, finetune=dataclasses.replace(cfg, research=research))

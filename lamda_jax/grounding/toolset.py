@@ -63,7 +63,7 @@ def open_collections(cfg: ToolsetConfig) -> list[str]:
 class Toolset:
 
   def __init__(self, retriever: Retrieval, dictionary_dir: str, max_query_chars: int):
-    self.dictionary_dir = dictionary_dir
+    self.dictionary_dir, self.index = dictionary_dir, retriever.index
     translate = translator.Translator(dictionary_dir)
     self.tools = {'calculator': lambda query, _: calculator.calculate(query),
                   'translator': lambda query, _: translate(query),
