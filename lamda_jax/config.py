@@ -335,8 +335,8 @@ class DataConfig:
 class FinetuneConfig:
   """`--mode finetune`: the same loop on the paper's generator and discriminator tasks.
 
-  `labels`: label JSONL files or globs (lamda_jax/labels.py), or
-  `embedded:chitchat_weak`, the weak-label bootstrap (lamda_jax/weak_labels.py). `init_from`: the
+  `labels`: label JSONL files or globs (lamda_jax/finetune/labels.py), or
+  `embedded:chitchat_weak`, the weak-label bootstrap (lamda_jax/finetune/weak_labels.py). `init_from`: the
   workdir of a pre-training run with the same model and optimizer; its latest
   parameters are the start, and its optimizer state too when
   `keep_optimizer_state` (moments and step counters alike, so the learning-rate

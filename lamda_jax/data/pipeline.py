@@ -4,7 +4,7 @@ Each configured source is prepared once by the TFDS builders (embedded corpora
 are first exported to the same JSONL schemas), tokenized with the run's
 SentencePiece model, cut into rows of `train.seq_len` and packed; the mixture
 sampler then makes every batch a pure function of the step. Dialogs become
-text in the one dialog format (`lamda_jax/dialog.py`); every example ends with
+text in the one dialog format (`lamda_jax/data/dialog.py`); every example ends with
 EOS and weighs every token in the loss.
 """
 

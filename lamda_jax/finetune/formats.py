@@ -4,7 +4,7 @@
   discriminator:  <context> RESPONSE <response> SENSIBLE 1  loss on the rating only
 
 e.g. `What's up? RESPONSE not much.` and `What's up? RESPONSE not much. SENSIBLE 1`.
-The context is the previous turns in the dialog format (`lamda_jax/dialog.py`);
+The context is the previous turns in the dialog format (`lamda_jax/data/dialog.py`);
 the response is the reply's text. The sentinel and attribute names are
 ordinary words of the project's tokenizer (one piece each), and so are the
 ratings '0' and '1', so a discriminator example's loss sits on exactly one
