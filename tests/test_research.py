@@ -12,22 +12,14 @@ from lamda_jax.data import builders, dialog
 from lamda_jax.data.dialog import Turn
 from lamda_jax.grounding import research, research_data, retrieval, toolset
 from tests.configs import tiny_docs
+from tests.toolset_helpers import SNIPPETS, make_toolset
 
 CONTEXT = (Turn('A', 'How old is Rafael Nadal?'),)
-SNIPPETS = [
-    {'id': 'nadal', 'url': 'https://example.org/nadal', 'title': 'Rafael Nadal',
-     'text': 'Rafael Nadal is a Spanish tennis player born on 3 June 1986.'},
-    {'id': 'nadal-2', 'url': 'https://example.org/nadal-clay', 'title': 'Nadal',
-     'text': 'Nadal the tennis player won the French Open fourteen times.'},
-]
 
 
 @pytest.fixture(scope='module')
 def tools(tmp_path_factory):
-  folder = tmp_path_factory.mktemp('research')
-  (folder / 'c.jsonl').write_text(''.join(json.dumps(s) + '\n' for s in SNIPPETS))
-  return toolset.Toolset.from_config(config_lib.ToolsetConfig(
-      collections=(str(folder / 'c.jsonl'),), index_dir=str(folder / 'index')), '')
+  return make_toolset(tmp_path_factory.mktemp('research'))
 
 
 class Script:
@@ -48,7 +40,8 @@ def test_a_lookup_then_an_answer_renders_as_the_papers_transcript(tools):
       'A: How old is Rafael Nadal?',
       'LAMDA-BASE: He is 35.',
       "LAMDA-RESEARCH: TS, Rafael Nadal's age",
-      'TS: Rafael Nadal is a Spanish tennis player born on 3 June 1986. https://example.org/nadal',
+      'TS: Rafael Nadal is a Spanish tennis player born on 3 June 1986. He won 22 Grand Slam '
+      'titles. He retired in 2024. https://example.org/nadal',
       'LAMDA-RESEARCH: User, He is 38: born on 3 June 1986.'])
   assert result.reply == 'He is 38: born on 3 June 1986.' and result.calls == 1
   assert result.citation == 'https://example.org/nadal' and result.events == {}
@@ -98,7 +91,7 @@ def test_empty_and_overlong_results_are_counted(tools):
   result = research.run(CONTEXT, 'd', Script('TS, zzzz qqqq', 'TS, Nadal tennis', 'User, ok'),
                         tools, toolset.Conversation(), max_result_chars=20)
   toolset_turns = [t.text for t in result.transcript if t.speaker == 'TS']
-  assert toolset_turns == ['', 'Nadal the tennis pla']
+  assert toolset_turns == ['', 'Nadal won the French']
   assert result.events == {'empty_result': 1, 'result_cut': 1}
 
 

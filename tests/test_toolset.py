@@ -16,6 +16,7 @@ from lamda_jax.config import ServeConfig
 from lamda_jax.data import corpora
 from lamda_jax.grounding import retrieval, toolset, translator
 from lamda_jax.serving import server
+from tests.toolset_helpers import SNIPPETS, make_toolset
 
 FREEDICT = translator.DEBIAN_DIR
 needs_freedict = pytest.mark.skipif(
@@ -24,31 +25,21 @@ needs_freedict = pytest.mark.skipif(
 needs_wordnet = pytest.mark.skipif(not os.path.isdir(corpora.WORDNET_DIR),
                                    reason='Debian wordnet-base is not installed (make data)')
 
-SNIPPETS = [
-    {'id': 'nadal', 'url': 'https://example.org/nadal', 'title': 'Rafael Nadal',
-     'text': 'Rafael Nadal is a Spanish tennis player born on 3 June 1986. He won 22 Grand Slam '
-             'titles. He retired in 2024.'},
-    {'id': 'nadal-2', 'url': 'https://example.org/nadal-clay', 'title': 'Nadal on clay',
-     'text': 'Nadal won the French Open fourteen times, a record for any tennis player.'},
-    {'id': 'federer', 'url': 'https://example.org/federer', 'title': 'Roger Federer',
-     'text': 'Roger Federer is a Swiss tennis player who won 20 Grand Slam titles.'},
-    {'id': 'paris', 'url': 'https://example.org/paris', 'title': 'Paris',
-     'text': 'Paris is the capital and largest city of France.'},
-]
 
 
 @pytest.fixture(scope='module')
-def collection(tmp_path_factory):
-  path = tmp_path_factory.mktemp('collection') / 'snippets.jsonl'
-  path.write_text(''.join(json.dumps(s) + '\n' for s in SNIPPETS))
-  return str(path)
+def folder(tmp_path_factory):
+  return tmp_path_factory.mktemp('toolset')
 
 
 @pytest.fixture(scope='module')
-def tools(collection, tmp_path_factory):
-  cfg = config_lib.ToolsetConfig(collections=(collection,),
-                                 index_dir=str(tmp_path_factory.mktemp('index')))
-  return toolset.Toolset.from_config(cfg, '')
+def tools(folder):
+  return make_toolset(folder)
+
+
+@pytest.fixture(scope='module')
+def collection(tools, folder):
+  return str(folder / 'snippets.jsonl')
 
 
 # --- the contract ---
