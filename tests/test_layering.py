@@ -10,6 +10,8 @@ those inside functions, so a lazy import cannot hide a wrong arrow.
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -81,3 +83,14 @@ def test_the_check_sees_a_wrong_arrow(tmp_path, monkeypatch):
   assert imports_of('lamda_jax.model.bad') == {'lamda_jax.training.loop'}
   with pytest.raises(AssertionError, match='from a layer above'):
     test_imports_point_down('lamda_jax.model.bad')
+
+
+def test_importing_the_command_line_starts_no_xla_backend():
+  """A multi-host run calls jax.distributed.initialize after importing every
+  module; an import that computes (bm25s probes jax.lax.top_k) would make
+  that call fail. Every module the CLI imports is imported here."""
+  code = ('import lamda_jax.main; from jax._src import xla_bridge; '
+          'print(xla_bridge.backends_are_initialized())')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          check=True, cwd=PACKAGE.parent, timeout=300)
+  assert result.stdout.strip() == 'False', result.stderr[-2000:]

@@ -19,7 +19,6 @@ import json
 import os
 import re
 
-import bm25s
 import numpy as np
 
 from lamda_jax.config import EMBEDDED_COLLECTIONS
@@ -87,8 +86,16 @@ def read_collection(path: str):
                     shorten(record['text']))
 
 
+def _bm25s():
+  """bm25s, imported on first use: importing it runs a JAX computation (its
+  top-k probe), which must not initialise the XLA backend before
+  `jax.distributed.initialize` in a multi-host run."""
+  import bm25s  # pylint: disable=import-outside-toplevel
+  return bm25s
+
+
 def _tokenize(texts):
-  return bm25s.tokenize(texts, stopwords='en', return_ids=False, show_progress=False)
+  return _bm25s().tokenize(texts, stopwords='en', return_ids=False, show_progress=False)
 
 
 def collection_key(sources) -> str:
@@ -121,7 +128,7 @@ def build_index(sources, directory: str) -> str:
   if not texts:
     raise ValueError(f'the collection {list(sources)} holds no snippet')
   np.save(os.path.join(folder, 'offsets.npy'), np.asarray(offsets, np.int64))
-  retriever = bm25s.BM25()
+  retriever = _bm25s().BM25()
   retriever.index(_tokenize(texts), show_progress=False)
   retriever.save(folder, show_progress=False)
   open(os.path.join(folder, 'done'), 'w', encoding='utf-8').close()  # the index is complete
@@ -132,7 +139,7 @@ class Index:
   """A built index, memory-mapped: `search(query, k)` -> the k best snippets, best first."""
 
   def __init__(self, folder: str):
-    self.retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False)
+    self.retriever = _bm25s().BM25.load(folder, mmap=True, show_progress=False)
     self.offsets = np.load(os.path.join(folder, 'offsets.npy'), mmap_mode='r')
     self.snippets = open(os.path.join(folder, 'snippets.jsonl'), 'rb')  # held for the index's life
 
@@ -148,5 +155,5 @@ class Index:
     if not tokens[0]:
       return []
     rows, scores = self.retriever.retrieve(tokens, k=min(k, len(self)), show_progress=False,
-                                           n_threads=1)
+                                           n_threads=1, backend_selection='numpy')
     return [self.snippet(row) for row, score in zip(rows[0], scores[0]) if score > 0]
