@@ -517,6 +517,42 @@ class ToolsetConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResearchConfig:
+  """The LaMDA-Base -> LaMDA-Research loop (§6.2) at inference.
+
+  `enabled` switches chat, generate and serve from sample-and-rank alone to
+  the loop: the sample-and-rank reply is the draft, then the same run writes
+  research lines (`TS, <query>` or `User, <reply>`), at most `max_steps`
+  toolset calls, each line at most `max_line_tokens` tokens, sampled at
+  `temperature` (0 = greedy) with `decode.top_k` / `top_p`; results are cut at
+  `max_result_chars`. `questions`: `--mode eval_grounded`'s held-out questions
+  (JSONL of {"context", "answer", "alternatives"?, "kind"?}, or research
+  transcripts), or `embedded:research`, the held-out split of the dialogs the
+  toolset makes for fine-tuning; at most `max_questions` of them.
+  """
+  enabled: bool = False
+  max_steps: int = 4
+  max_line_tokens: int = 64
+  temperature: float = 0.0
+  max_result_chars: int = 400
+  questions: str = 'embedded:research'
+  max_questions: int = 200
+
+  def __post_init__(self):
+    _check_bool('research.enabled', self.enabled)
+    _check_int('research.max_steps', self.max_steps)
+    _check_int('research.max_line_tokens', self.max_line_tokens, minimum=2)
+    _check_number('research.temperature', self.temperature, 0)
+    _check_int('research.max_result_chars', self.max_result_chars)
+    _check_int('research.max_questions', self.max_questions)
+    if not isinstance(self.questions, str) or not self.questions:
+      _fail('research.questions', f'must be a JSONL path or embedded:research, '
+                                  f'got {self.questions!r}')
+    if self.questions.startswith('embedded:'):
+      _check_choice('research.questions', self.questions.removeprefix('embedded:'), ('research',))
+
+
+@dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
 
@@ -556,6 +592,7 @@ class ExperimentConfig:
   decode: DecodeConfig = DecodeConfig()
   serve: ServeConfig = ServeConfig()
   toolset: ToolsetConfig = ToolsetConfig()
+  research: ResearchConfig = ResearchConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 

@@ -1,0 +1,120 @@
+"""The model-driven research loop: cached line decoding against full passes,
+prompts against the research task's training rows, and a run through the loop."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from lamda_jax import config as config_lib
+from lamda_jax.data import dialog, pipeline
+from lamda_jax.data.dialog import Turn
+from lamda_jax.finetune import formats
+from lamda_jax.grounding import research, researcher
+from lamda_jax.serving import continuation, decoding, runs
+from lamda_jax.training import partitioning
+from tests import test_decoding
+from tests.toolset_helpers import make_toolset
+
+STOP = 7  # a token that ends a line in the cached-decoding tests
+
+
+def _run(model, params):
+  """A Run of test_decoding's small model on one device."""
+  experiment = config_lib.load(dict(name='t', model=dataclasses.asdict(model.config),
+                                    mesh=dict(data=1, fsdp=1, tensor=1)))
+  mesh = partitioning.create_mesh(experiment, jax.devices()[:1])
+  return runs.Run(experiment, '', params, None, model, mesh)
+
+
+def _greedy_line(model, params, prompt, max_tokens):
+  """The reference: a full forward pass over the whole sequence per token."""
+  inputs, written = [0] + list(prompt), []
+  for _ in range(max_tokens):
+    token = int(np.argmax(test_decoding._full_logits(model, params, inputs)))  # pylint: disable=protected-access
+    written.append(token)
+    inputs.append(token)
+    if token == STOP:
+      break
+  return written
+
+
+def test_cached_lines_equal_full_passes_as_the_prompt_grows_and_changes():
+  model, params = test_decoding._model_and_params()  # pylint: disable=protected-access
+  sampling = decoding.Sampling(1, 6, 0, 0.0, 1.0)
+  lines = continuation.Continuation(_run(model, params), sampling, [STOP], window=40)
+  prompt = [5, 9, 17, 4]
+  with _run(model, params).activated():
+    for step in range(4):
+      written = lines.line(prompt)
+      assert written == _greedy_line(model, params, prompt, 6), step
+      # The next prompt: the line as written, or re-rendered with its last
+      # token changed (the cache rewinds to where they part), then new tokens.
+      line = written if step % 2 else written[:-1] + [(written[-1] + 1) % 61]
+      prompt = prompt + line + [11, 3 + step]
+    # Only what was new ran: each prompt's new tokens and each line's tokens.
+    assert lines.tokens_run < 1 + len(prompt) + 4 * 6 + 4
+
+
+def test_a_prompt_longer_than_the_window_keeps_its_newest_tokens():
+  model, params = test_decoding._model_and_params()  # pylint: disable=protected-access
+  sampling = decoding.Sampling(1, 5, 0, 0.0, 1.0)
+  lines = continuation.Continuation(_run(model, params), sampling, [STOP], window=24)
+  prompt = list(np.random.default_rng(0).integers(3, 61, 30))
+  with _run(model, params).activated():
+    written = lines.line(prompt)
+  assert lines.window_cuts == 1
+  assert written == _greedy_line(model, params, prompt[-(24 - 1 - 5):], 5)
+
+
+@pytest.fixture(scope='module')
+def tokenizer(a_run):
+  experiment, run_dir = a_run
+  return pipeline.run_tokenizer(experiment, run_dir, 'decode.from_run')
+
+
+TRANSCRIPT = (Turn('A', 'what is 135 plus 7721?'), Turn(research.BASE, 'About 8000.'),
+              Turn(research.RESEARCH, 'TS, 135+7721'), Turn(research.TOOLSET, '7856'),
+              Turn(research.RESEARCH, 'User, 7856.'))
+
+
+@pytest.mark.parametrize('forced', ['', 'User, '])
+def test_the_loop_prompts_with_exactly_the_research_tasks_tokens(tokenizer, forced):
+  """Before each research line, the prompt is the training row's tokens up to
+  that line's text, which the row then continues with the line's tokens."""
+  example = formats.research_example(tokenizer, TRANSCRIPT, seq_len=256)
+  for index, turn in enumerate(TRANSCRIPT):
+    if turn.speaker != research.RESEARCH or (forced and not turn.text.startswith('User')):
+      continue
+    prompt = researcher.line_prompt(tokenizer, TRANSCRIPT[:index], forced)
+    assert list(example.tokens[:len(prompt)]) == prompt
+    # Every token the model is to write carries loss in the row, up to the newline or EOS.
+    written = example.loss_weights[len(prompt):]
+    assert written[0] == 1.0
+    rest = tokenizer.encode(turn.text)[len(tokenizer.encode(forced.rstrip())) if forced else 0:]
+    assert list(example.tokens[len(prompt):len(prompt) + len(rest)]) == rest
+
+
+def test_an_untrained_run_goes_through_the_loop_without_a_crash(a_run, tmp_path):
+  experiment, run_dir = a_run
+  experiment = dataclasses.replace(
+      experiment, decode=dataclasses.replace(experiment.decode, from_run=run_dir,
+                                             num_candidates=2, max_new_tokens=8),
+      research=dataclasses.replace(experiment.research, max_steps=2, max_line_tokens=12))
+  answerer = researcher.Researcher(experiment, tools=make_toolset(tmp_path))
+  context = (Turn('A', 'what is 135 plus 7721?'),)
+  grounded, = answerer.respond([context])
+  transcript = grounded.research.transcript
+  assert transcript[:2] == context + (Turn(research.BASE, grounded.draft.reply),)
+  assert transcript[-1].speaker == research.RESEARCH
+  assert research.parse_line(transcript[-1].text)[0] == 'User'
+  assert grounded.research.calls <= 2 and grounded.tokens_run > 0
+  # Whatever the untrained model wrote, the outcome is one of the documented rules.
+  if grounded.reply == grounded.draft.reply:
+    assert grounded.research.events.get('draft_used') or transcript[-1].text.endswith(
+        grounded.draft.reply)
+  payload = json.loads(json.dumps(grounded.to_json()))
+  assert payload['reply'] == grounded.reply and payload['draft'] == grounded.draft.reply
+  assert dialog.render(transcript) == grounded.transcript_text()
