@@ -13,9 +13,13 @@ Modes:
             keeps those above the thresholds (config.filter).
   eval      the discriminators' accuracy, AUC and calibration on labelled held-out
             responses (config.eval).
-  chat      a terminal chat with a run's model by sample-and-rank (config.decode).
-  generate  sample-and-rank for every context of a JSONL file (decode.contexts).
-  serve     POST /v1/respond on 127.0.0.1 (config.serve).
+  eval_grounded  LaMDA-Base alone vs LaMDA-Base + Research on held-out questions
+            with known answers: accuracy, groundedness, informativeness, citation
+            accuracy, toolset calls (config.research).
+  chat      a terminal chat with a run's model by sample-and-rank (config.decode),
+            through the research loop when research.enabled.
+  generate  the same for every context of a JSONL file (decode.contexts).
+  serve     POST /v1/respond on 127.0.0.1 (config.serve), the same.
   index     builds the toolset's retrieval index once (config.toolset).
   toolset   each input line is a query to the toolset (calculator, translator,
             retrieval); prints every tool's output.
@@ -33,7 +37,7 @@ from ml_collections import config_flags
 from lamda_jax import config as config_lib
 from lamda_jax.data import pipeline
 from lamda_jax.finetune import tasks
-from lamda_jax.grounding import research_data, retrieval, toolset
+from lamda_jax.grounding import groundedness, research_data, researcher, retrieval, toolset
 from lamda_jax.model import stats
 from lamda_jax.serving import chat, evaluation, filtering, generate, responder, server
 from lamda_jax.training import distributed, forward_check, loop
@@ -42,7 +46,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
                                           lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'describe',
                           ['describe', 'forward', 'tokenizer', 'train', 'finetune', 'filter',
-                           'eval', 'chat', 'generate', 'serve', 'index', 'toolset'],
+                           'eval', 'eval_grounded', 'chat', 'generate', 'serve', 'index',
+                           'toolset'],
                           'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
@@ -84,20 +89,31 @@ def eval_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   print(json.dumps(evaluation.run(experiment, workdir)))
 
 
+def answerer(experiment: config_lib.ExperimentConfig):
+  """Sample-and-rank alone, or through the research loop when research.enabled."""
+  if experiment.research.enabled:
+    return researcher.Researcher(experiment)
+  return responder.Responder(experiment)
+
+
 def chat_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   del workdir  # the conversation is not saved
-  chat.run(responder.Responder(experiment))
+  chat.run(answerer(experiment))
 
 
 def generate_mode(experiment: config_lib.ExperimentConfig, workdir: str):
-  print(json.dumps(generate.run(responder.Responder(experiment), experiment.decode.contexts,
-                                workdir)))
+  print(json.dumps(generate.run(answerer(experiment), experiment.decode.contexts, workdir)))
 
 
 def serve_mode(experiment: config_lib.ExperimentConfig, workdir: str):
-  answerer = responder.Responder(experiment)
-  tools = toolset.Conversations(toolset.Toolset.from_config(experiment.toolset, workdir))
-  server.serve(answerer.respond, experiment.serve, tools)
+  answers = answerer(experiment)
+  tools = getattr(answers, 'tools', None) or toolset.Toolset.from_config(experiment.toolset,
+                                                                        workdir)
+  server.serve(answers.respond, experiment.serve, toolset.Conversations(tools))
+
+
+def eval_grounded_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(groundedness.run(experiment, workdir)))
 
 
 def index_mode(experiment: config_lib.ExperimentConfig, workdir: str):
@@ -113,7 +129,7 @@ def toolset_mode(experiment: config_lib.ExperimentConfig, workdir: str):
 
 MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
          'train': train_mode, 'finetune': finetune_mode, 'filter': filter_mode,
-         'eval': eval_mode, 'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode,
+         'eval': eval_mode, 'eval_grounded': eval_grounded_mode, 'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode,
          'index': index_mode, 'toolset': toolset_mode}
 
 

@@ -2,18 +2,20 @@
 prompts against the research task's training rows, and a run through the loop."""
 
 import dataclasses
+import io
 import json
 
 import jax
 import numpy as np
 import pytest
+from werkzeug.test import Client
 
 from lamda_jax import config as config_lib
 from lamda_jax.data import dialog, pipeline
 from lamda_jax.data.dialog import Turn
 from lamda_jax.finetune import formats
 from lamda_jax.grounding import research, researcher
-from lamda_jax.serving import continuation, decoding, runs
+from lamda_jax.serving import chat, continuation, decoding, ranking, runs, server
 from lamda_jax.training import partitioning
 from tests import test_decoding
 from tests.toolset_helpers import make_toolset
@@ -97,13 +99,17 @@ def test_the_loop_prompts_with_exactly_the_research_tasks_tokens(tokenizer, forc
     assert list(example.tokens[len(prompt):len(prompt) + len(rest)]) == rest
 
 
-def test_an_untrained_run_goes_through_the_loop_without_a_crash(a_run, tmp_path):
+@pytest.fixture(scope='module')
+def answerer(a_run, tmp_path_factory):
   experiment, run_dir = a_run
   experiment = dataclasses.replace(
       experiment, decode=dataclasses.replace(experiment.decode, from_run=run_dir,
                                              num_candidates=2, max_new_tokens=8),
       research=dataclasses.replace(experiment.research, max_steps=2, max_line_tokens=12))
-  answerer = researcher.Researcher(experiment, tools=make_toolset(tmp_path))
+  return researcher.Researcher(experiment, tools=make_toolset(tmp_path_factory.mktemp('tools')))
+
+
+def test_an_untrained_run_goes_through_the_loop_without_a_crash(answerer):
   context = (Turn('A', 'what is 135 plus 7721?'),)
   grounded, = answerer.respond([context])
   transcript = grounded.research.transcript
@@ -118,3 +124,22 @@ def test_an_untrained_run_goes_through_the_loop_without_a_crash(a_run, tmp_path)
   payload = json.loads(json.dumps(grounded.to_json()))
   assert payload['reply'] == grounded.reply and payload['draft'] == grounded.draft.reply
   assert dialog.render(transcript) == grounded.transcript_text()
+
+
+def test_chat_shows_the_transcript_and_http_returns_it(answerer):
+  out = io.StringIO()
+  chat.run(answerer, ['/transcript\n', 'what is 2 plus 2?\n', '/transcript\n'], out)
+  shown = out.getvalue().split('\n')
+  assert '(nothing said yet)' in shown
+  assert 'A: what is 2 plus 2?' in shown and any(line.startswith('LAMDA-BASE: ') for line in shown)
+  assert any(line.startswith('LAMDA-RESEARCH: User, ') for line in shown)
+  client = Client(server.make_app(answerer.respond, config_lib.ServeConfig()))
+  body = client.post('/v1/respond', json={'context': [{'speaker': 'A', 'text': 'hi'}]}).get_json()
+  assert body['transcript'][0] == {'speaker': 'A', 'text': 'hi'}
+  assert body['transcript'][-1]['text'] == f'User, {body["reply"]}' or body['events']
+  assert {'calls', 'citation', 'draft', 'candidates'} <= set(body)
+
+
+def test_without_the_loop_the_chat_says_how_to_start_it():
+  assert 'research.enabled' in chat.format_transcript(
+      ranking.Decision('hi', False, ()))

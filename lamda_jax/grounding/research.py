@@ -63,14 +63,30 @@ def parse_line(line: str) -> tuple[str, str] | None:
   return (match[1], match[2]) if match else None
 
 
+def words(text: str) -> list[str]:
+  """The lowercased words and numbers of `text`, in order."""
+  return _WORD.findall(text.lower())
+
+
+def content_words(text: str) -> set[str]:
+  """Its words and numbers less the commonest English words."""
+  return set(words(text)) - _COMMON
+
+
+def split_url(result: str) -> tuple[str, str]:
+  """(text, url) of a toolset result; url '' when it has none (a calculation)."""
+  url = _URL.search(result)
+  return (result[:url.start()].rstrip(), url[0]) if url else (result, '')
+
+
 def citation(reply: str, transcript) -> str:
   """The URL of the latest TS result sharing a word or number (not a common
   word) with the reply; '' when none does."""
-  words = set(_WORD.findall(reply.lower())) - _COMMON
+  reply_words = content_words(reply)
   for turn in reversed(transcript):
-    url = _URL.search(turn.text) if turn.speaker == TOOLSET else None
-    if url and words & set(_WORD.findall(turn.text[:url.start()].lower())):
-      return url[0]
+    text, url = split_url(turn.text) if turn.speaker == TOOLSET else ('', '')
+    if url and reply_words & set(words(text)):
+      return url
   return ''
 
 

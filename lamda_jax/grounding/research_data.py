@@ -159,23 +159,36 @@ def export(dialogs, directory: str, eval_fraction: float, name: str = 'research'
   return paths
 
 
+def embedded_files(experiment: ExperimentConfig, workdir: str) -> dict[str, str]:
+  """Where `embedded:research` for this experiment lives under `workdir`: split -> path.
+  The name holds what the dialogs depend on, so a changed setting makes new ones."""
+  cfg = experiment.finetune
+  name = f'research-{cfg.research_per_kind}-{experiment.train.seed}-{cfg.eval_fraction}'
+  return {split: os.path.join(workdir, 'corpora', f'{name}-{split}.jsonl')
+          for split in builders.SPLITS}
+
+
+def make_embedded(experiment: ExperimentConfig, workdir: str) -> dict[str, str]:
+  """`embedded_files`, made by the toolset once (by process 0) if absent."""
+  paths = embedded_files(experiment, workdir)
+
+  def make():
+    if not all(map(os.path.exists, paths.values())):
+      tools = toolset.Toolset.from_config(experiment.toolset, workdir)
+      name = os.path.basename(paths['train']).removesuffix('-train.jsonl')
+      export(generate(tools, experiment.finetune.research_per_kind, experiment.train.seed),
+             os.path.dirname(paths['train']), experiment.finetune.eval_fraction, name)
+    return paths
+
+  return pipeline.process_zero_first('research dialogs', make)
+
+
 def resolve_embedded(experiment: ExperimentConfig, workdir: str) -> ExperimentConfig:
   """The experiment with `embedded:research` in `finetune.research` replaced by
   the files the toolset makes for it, once, in `<workdir>/corpora`."""
   cfg = experiment.finetune
   if 'embedded:research' not in cfg.research:
     return experiment
-  name = f'research-{cfg.research_per_kind}-{experiment.train.seed}-{cfg.eval_fraction}'
-  directory = os.path.join(workdir, 'corpora')
-
-  def make():
-    paths = {split: os.path.join(directory, f'{name}-{split}.jsonl') for split in builders.SPLITS}
-    if not all(map(os.path.exists, paths.values())):
-      tools = toolset.Toolset.from_config(experiment.toolset, workdir)
-      paths = export(generate(tools, cfg.research_per_kind, experiment.train.seed), directory,
-                     cfg.eval_fraction, name)
-    return paths
-
-  paths = pipeline.process_zero_first('research dialogs', make)
+  paths = make_embedded(experiment, workdir)
   research = tuple(p for p in cfg.research if p != 'embedded:research') + tuple(paths.values())
   return dataclasses.replace(experiment, finetune=dataclasses.replace(cfg, research=research))

@@ -70,7 +70,8 @@ class Researcher:
   def __init__(self, experiment: ExperimentConfig, run=None, tools: toolset.Toolset = None):
     self.base = responder.Responder(experiment, run)
     self.run, self.tokenizer = self.base.run, self.base.tokenizer
-    self.config = cfg = experiment.research
+    self.config = experiment.decode  # what chat reads of an answerer, as of a Responder
+    self.research_config = cfg = experiment.research
     self.tools = tools or toolset.Toolset.from_config(experiment.toolset, self.run.directory)
     newline = self.tokenizer.encode('\n')
     if not newline or self.tokenizer.decode(newline[-1:]) != '\n':
@@ -83,12 +84,19 @@ class Researcher:
     self.config_seed, self.replies = experiment.decode.seed, 0
     self.events = collections.Counter()  # of the replies so far, for the logs and eval
 
+  def user_turn(self, text: str) -> Turn:
+    return self.base.user_turn(text)
+
+  def reply_turn(self, text: str) -> Turn:
+    return self.base.reply_turn(text)
+
   def respond(self, histories) -> list[Grounded]:
     return [self.research(turns, draft)
             for turns, draft in zip(histories, self.base.respond(histories))]
 
   def research(self, context, draft: ranking.Decision) -> Grounded:
     """The loop for one context, from LaMDA-Base's decision."""
+    cfg = self.research_config
     line_decoder = continuation.Continuation(self.run, self.sampling, self.stop_ids, self.window,
                                              seed=self.config_seed + self.replies)
     self.replies += 1
@@ -102,7 +110,7 @@ class Researcher:
 
     with self.run.activated():
       found = research.run(tuple(context), draft.reply, ask, self.tools, toolset.Conversation(),
-                           self.config.max_steps, self.config.max_result_chars)
+                           cfg.max_steps, cfg.max_result_chars)
     events = collections.Counter(found.events)
     events['window_cut'] += line_decoder.window_cuts
     self.events.update(events)

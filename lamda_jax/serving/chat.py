@@ -3,12 +3,13 @@
 Each line is the user's turn; the reply is chosen by sample-and-rank and the
 history is kept. Commands: /reset forgets the history, /candidates shows the
 last turn's candidates ranked, with their scores and why any were dropped,
+/transcript the last turn's research lines (when the research loop answers),
 /quit ends (as does end of input, so a scripted chat can be piped in).
 """
 
 import sys
 
-HELP = 'Commands: /reset, /candidates, /quit.'
+HELP = 'Commands: /reset, /candidates, /transcript, /quit.'
 
 
 def format_candidates(decision) -> str:
@@ -22,6 +23,17 @@ def format_candidates(decision) -> str:
   if decision.fallback:
     lines.append('(no candidate could be chosen: the fallback reply was given)')
   return '\n'.join(lines)
+
+
+def format_transcript(decision) -> str:
+  """The research loop's transcript of the last turn (a reply answered through it
+  has `transcript_text`), with its citation."""
+  if decision is None:
+    return '(nothing said yet)'
+  if not hasattr(decision, 'transcript_text'):
+    return '(no research loop: start the chat with --config.research.enabled=True)'
+  cited = decision.research.citation
+  return decision.transcript_text() + (f'\n(cited: {cited})' if cited else '')
 
 
 def run(responder, lines=sys.stdin, out=sys.stdout):
@@ -39,6 +51,8 @@ def run(responder, lines=sys.stdin, out=sys.stdout):
       print('(history cleared)', file=out, flush=True)
     elif text == '/candidates':
       print(format_candidates(last) if last else '(nothing said yet)', file=out, flush=True)
+    elif text == '/transcript':
+      print(format_transcript(last), file=out, flush=True)
     elif text.startswith('/'):
       print(f'Unknown command {text!r}. {HELP}', file=out, flush=True)
     else:

@@ -2,6 +2,8 @@
 
     POST /v1/respond  {"context": [{"speaker": "A", "text": "hi"}, ...]}
       -> 200 {"reply": ..., "fallback": ..., "candidates": [...]}
+         and, through the research loop (research.enabled), the draft, the
+         "transcript" [{"speaker", "text"}], "calls", "citation" and "events"
     POST /v1/toolset  {"query": "135+7721", "conversation_id": "c1"}   (when given a toolset)
       -> 200 {"results": ["7856"]}
     GET  /healthz     -> 200 {"status": "ok"}
