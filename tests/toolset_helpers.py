@@ -19,8 +19,8 @@ SNIPPETS = [
 
 
 
-def make_toolset(folder):
-  """A toolset over SNIPPETS, indexed into `folder`."""
-  (folder / 'snippets.jsonl').write_text(''.join(json.dumps(s) + '\n' for s in SNIPPETS))
+def make_toolset(folder, snippets=SNIPPETS):
+  """A toolset over `snippets`, indexed into `folder`."""
+  (folder / 'snippets.jsonl').write_text(''.join(json.dumps(s) + '\n' for s in snippets))
   return toolset.Toolset.from_config(config_lib.ToolsetConfig(
       collections=(str(folder / 'snippets.jsonl'),), index_dir=str(folder / 'index')), '')

@@ -77,7 +77,7 @@ def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippe
   for _ in range(max_steps):
     results = tools.query(snippet.title, conversation)
     steps.append((snippet.title, results))
-    if any(result.endswith(snippet.url) for result in results):
+    if snippet.as_result() in results:  # the entry itself: senses of a word share a URL
       fact = snippet.text.split(': ', 1)[-1]
       return _dialog('lookup', snippet.url, fact, rng.choice(_LOOKUP).format(snippet.title),
                      f'I am not sure what {snippet.title} is.', steps,

@@ -37,6 +37,10 @@ class Snippet:
   title: str
   text: str
 
+  def as_result(self) -> str:
+    """How the toolset returns it, and the model sees and cites it."""
+    return f'{self.text} {self.url}'
+
 
 def shorten(text: str, limit: int = MAX_SNIPPET_CHARS) -> str:
   """The first sentences of `text` that fit in `limit` characters (at least one, cut if it must)."""

@@ -40,7 +40,7 @@ class Retrieval:
     start = conversation.asked[key] * self.per_call
     conversation.asked[key] += 1
     found = self.index.search(query, start + self.per_call)
-    return [f'{snippet.text} {snippet.url}' for snippet in found[start:start + self.per_call]]
+    return [snippet.as_result() for snippet in found[start:start + self.per_call]]
 
 
 def open_collections(cfg: ToolsetConfig) -> list[str]:
