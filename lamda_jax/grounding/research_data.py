@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.data import builders, corpora, dialog, pipeline
@@ -72,16 +73,20 @@ def arithmetic(rng: random.Random, tools: toolset.Toolset) -> ResearchDialog:
 
 def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippet,
            max_steps: int = 3) -> ResearchDialog | None:
-  """A question about `snippet`'s entry, asked until the toolset returns it; None if it never does."""
+  """A question about `snippet`'s entry, asked until a result for it comes (its
+  URL: a word's senses share one), answered from that result; None if none does."""
   conversation, steps = toolset.Conversation(), []
   for _ in range(max_steps):
     results = tools.query(snippet.title, conversation)
     steps.append((snippet.title, results))
-    if snippet.as_result() in results:  # the entry itself: senses of a word share a URL
-      fact = snippet.text.split(': ', 1)[-1]
-      return _dialog('lookup', snippet.url, fact, rng.choice(_LOOKUP).format(snippet.title),
-                     f'I am not sure what {snippet.title} is.', steps,
-                     f'{snippet.title}: {fact}')
+    for result in results:
+      text, url = research.split_url(result)
+      if url == snippet.url:
+        # The definition after `words: `, up to its first clause: what a reply says.
+        fact = re.split(r'; |\. ', text.split(': ', 1)[-1])[0].rstrip('.')
+        return _dialog('lookup', snippet.url, fact, rng.choice(_LOOKUP).format(snippet.title),
+                       f'I am not sure what {snippet.title} is.', steps,
+                       f'{snippet.title}: {fact}')
   return None
 
 
