@@ -155,7 +155,7 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
 
 
 def test_the_research_task_weighs_the_research_lines(tmp_path):
-  """Stage two without labels: the research rows are exactly research_example's."""
+  """Stage two without labels: the research rows are exactly research_examples'."""
   transcripts = [[{'speaker': 'A', 'text': f'what is {i} plus 2?'},
                   {'speaker': 'LAMDA-BASE', 'text': 'five'},
                   {'speaker': 'LAMDA-RESEARCH', 'text': f'TS, {i}+2'},
@@ -174,8 +174,8 @@ def test_the_research_task_weighs_the_research_lines(tmp_path):
   weighted = rows['targets'][rows['loss_weights'] > 0].tolist()
   want = []
   for transcript in transcripts:
-    example = formats.research_example(tokenizer, [Turn(**t) for t in transcript], 64)
-    want += [t for t, w in zip(example.tokens, example.loss_weights) if w]
+    for example in formats.research_examples(tokenizer, [Turn(**t) for t in transcript], 64):
+      want += [t for t, w in zip(example.tokens, example.loss_weights) if w]
   assert sorted(weighted) == sorted(want)
   assert (rows['task_ids'][rows['segment_ids'] > 0] == tasks.TASKS.index('research')).all()
 

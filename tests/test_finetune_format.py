@@ -164,7 +164,7 @@ RESEARCH_TRANSCRIPT = (Turn('A', 'what is 135 plus 7721?'), Turn('LAMDA-BASE', '
 
 
 def test_research_example_weighs_exactly_the_research_lines_and_their_ends(tokenizer):
-  example = formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 128)
+  example, = formats.research_examples(tokenizer, RESEARCH_TRANSCRIPT, 128)
   # Worked by hand: the two LAMDA-RESEARCH lines, the newline that ends the
   # first (the model must stop its line there) and the EOS that ends the last.
   newline = tokenizer.encode('\n')
@@ -179,9 +179,26 @@ def test_research_example_weighs_exactly_the_research_lines_and_their_ends(token
       .count('7856') == 1  # the toolset's 7856 only; the reply's is weighted
 
 
-def test_research_example_cut_from_the_left_keeps_the_last_line_or_refuses(tokenizer):
-  full = formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 128)
-  cut = formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 30)
-  assert cut.tokens == full.tokens[-30:] and cut.loss_weights == full.loss_weights[-30:]
+def test_a_long_transcript_gives_a_row_per_research_line_or_refuses(tokenizer):
+  full, = formats.research_examples(tokenizer, RESEARCH_TRANSCRIPT, 128)
+  newline = tokenizer.encode('\n')
+  first_line = tokenizer.encode('TS, 135+7721') + newline
+  last_line = tokenizer.encode('User, 7856.') + [tokenizer_lib.EOS_ID]
+  # Worked by hand: the first line ends where its newline ends, the second at EOS.
+  rows = formats.research_examples(tokenizer, RESEARCH_TRANSCRIPT, 30)
+  assert len(rows) == 2 and all(len(row.tokens) <= 30 for row in rows)
+  for row, line in zip(rows, (first_line, last_line)):
+    assert [t for t, w in zip(row.tokens, row.loss_weights) if w] == line
+    assert list(row.tokens[-len(line):]) == line  # the row ends with its line
+    # ... after as much of the transcript before it as fits.
+    at = _find(full.tokens, row.tokens)
+    assert at is not None and (len(row.tokens) == 30 or at == 0)
   with pytest.raises(formats.TooLong):
-    formats.research_example(tokenizer, RESEARCH_TRANSCRIPT, 5)
+    formats.research_examples(tokenizer, RESEARCH_TRANSCRIPT, 5)
+
+
+def _find(haystack, needle):
+  for start in range(len(haystack) - len(needle) + 1):
+    if tuple(haystack[start:start + len(needle)]) == tuple(needle):
+      return start
+  return None

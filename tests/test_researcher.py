@@ -86,7 +86,7 @@ TRANSCRIPT = (Turn('A', 'what is 135 plus 7721?'), Turn(research.BASE, 'About 80
 def test_the_loop_prompts_with_exactly_the_research_tasks_tokens(tokenizer, forced):
   """Before each research line, the prompt is the training row's tokens up to
   that line's text, which the row then continues with the line's tokens."""
-  example = formats.research_example(tokenizer, TRANSCRIPT, seq_len=256)
+  example, = formats.research_examples(tokenizer, TRANSCRIPT, seq_len=256)
   for index, turn in enumerate(TRANSCRIPT):
     if turn.speaker != research.RESEARCH or (forced and not turn.text.startswith('User')):
       continue

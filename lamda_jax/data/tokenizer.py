@@ -6,7 +6,9 @@ Byte fallback means no text is lost to <unk>; digits are split one by one.
 The paper's control words are user-defined symbols, always one piece each
 (after a separate '▁' word-boundary piece when a space precedes them):
 the fine-tuning sentinel RESPONSE, the attribute names, the toolset's TS and
-User, and the ten digits, so a rating '0' or '1' is exactly one token.
+User, the research transcript's speakers LAMDA-BASE and LAMDA-RESEARCH (one
+piece each rather than a dozen byte-sized ones in a small vocabulary), and the
+ten digits, so a rating '0' or '1' is exactly one token.
 Because they are matched anywhere, 'TSX' encodes as TS + X: lossless, just
 not the segmentation a word would otherwise get.
 """
@@ -17,12 +19,14 @@ from typing import Iterable
 import sentencepiece as spm
 
 from lamda_jax import attributes
+from lamda_jax.data import dialog
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 # The fine-tuning sentinel (`<context> RESPONSE <response>`) and the toolset's
 # speakers (`TS, <query>`, `User, <reply>`).
 RESPONSE, TOOLSET, USER = 'RESPONSE', 'TS', 'User'
-CONTROL_WORDS = (RESPONSE,) + attributes.NAMES + (TOOLSET, USER)
+CONTROL_WORDS = (RESPONSE,) + attributes.NAMES + (TOOLSET, USER, dialog.BASE_SPEAKER,
+                                                  dialog.RESEARCH_SPEAKER)
 SPECIAL_SYMBOLS = CONTROL_WORDS + tuple('0123456789')
 
 

@@ -102,27 +102,38 @@ def parse_research(record) -> tuple:
   return transcript
 
 
-def research_example(tokenizer, transcript, seq_len: int, task_id: int = 0) -> Example:
+def research_examples(tokenizer, transcript, seq_len: int, task_id: int = 0) -> list[Example]:
   """The rendered transcript + EOS; loss on the LAMDA-RESEARCH lines the model
   writes (`TS, <query>`, `User, <reply>`) and on what ends each of them (the
   next newline, or EOS after the last), never on the context, the draft or the
-  toolset's results. Too long a transcript loses tokens from the left; one whose
-  last research line cannot fit is TooLong."""
+  toolset's results.
+
+  One row when it fits in `seq_len`. A longer transcript gives one row per
+  research line, ending where the line ends, cut from the left, with loss on
+  that line alone: every line is learnt once, from as much of what came before
+  as fits. A line that cannot fit with its end is TooLong."""
   newline = tokenizer.encode('\n')
-  tokens, weights, after_research = [], [], False
+  tokens, weights, spans, after_research = [], [], [], False
   for ids, is_research in research_pieces(tokenizer, transcript):
     ending = len(newline) if after_research and ids[:len(newline)] == newline else 0
+    if ending:
+      spans[-1][1] += ending
+    if is_research:
+      spans.append([len(tokens) + ending, len(tokens) + len(ids)])
     tokens += ids
     weights += [1.0] * ending + [float(is_research)] * (len(ids) - ending)
     after_research = is_research
   tokens.append(tokenizer_lib.EOS_ID)
   weights.append(float(after_research))
-  if len(tokens) > seq_len:
-    last_line = len(weights)  # where the final research line (and its EOS) starts
-    while last_line and weights[last_line - 1]:
-      last_line -= 1
-    start = len(tokens) - seq_len
-    if last_line < start or last_line == len(weights):
-      raise TooLong(f'the last research line does not fit in seq_len {seq_len}')
-    tokens, weights = tokens[start:], weights[start:]
-  return Example(tuple(tokens), tuple(weights), task_id)
+  spans[-1][1] += after_research
+  if len(tokens) <= seq_len:
+    return [Example(tuple(tokens), tuple(weights), task_id)]
+  rows = []
+  for start, end in spans:
+    if end - start > seq_len:
+      raise TooLong(f'a research line of {end - start} tokens (with its end) exceeds '
+                    f'seq_len {seq_len}')
+    first = max(0, end - seq_len)
+    rows.append(Example(tuple(tokens[first:end]), tuple(
+        float(start <= i < end) for i in range(first, end)), task_id))
+  return rows

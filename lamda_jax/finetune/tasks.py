@@ -97,8 +97,8 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
       examples = []
       for origin, transcript in transcripts:
         try:
-          examples.append(formats.research_example(tokenizer, transcript, seq_len,
-                                                   TASKS.index('research')))
+          examples += formats.research_examples(tokenizer, transcript, seq_len,
+                                                TASKS.index('research'))
         except formats.TooLong:
           (bad if split == 'train' else builders.BadRecords()).add(
               origin, f'research line too long for seq_len {seq_len}')
