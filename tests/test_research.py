@@ -183,3 +183,12 @@ def test_embedded_research_is_made_once_and_replaces_its_name(tmp_path):
   made = [os.stat(p).st_mtime_ns for p in paths]
   assert research_data.resolve_embedded(experiment, str(tmp_path)).finetune.research == paths
   assert [os.stat(p).st_mtime_ns for p in paths] == made  # not made again
+
+
+def test_drafts_are_guesses_or_any_chitchat_turn_and_never_change_the_research(tools):
+  made = [research_data.arithmetic(random.Random(seed), tools, drafts=['nice weather today'])
+          for seed in range(40)]
+  drafts = {item.transcript[1].text for item in made}
+  assert 'nice weather today' in drafts and any(d.startswith('I think it is') for d in drafts)
+  for item in made:
+    assert _research_lines(item) == [('TS', item.fact), ('User', f'{item.answer}.')]

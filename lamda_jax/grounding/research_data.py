@@ -32,6 +32,7 @@ _OPERATIONS = (('+', ('plus', 'and', '+')), ('-', ('minus', '-')), ('*', ('times
 _ARITHMETIC = ('what is {}?', 'what is {}', 'how much is {}?', 'calculate {}', '{} = ?',
                'can you tell me what {} is?')
 _LOOKUP = ('what is {}?', 'tell me about {}', 'what does {} mean?', 'do you know what {} is?')
+MAX_DRAFT_CHARS = 120  # chitchat turns used as drafts: short, so transcripts stay short
 _TRANSLATION = ('how do you say {} in {}?', 'what is {} in {}?', 'translate {} to {}')
 
 
@@ -47,6 +48,13 @@ class ResearchDialog:
             'transcript': [dataclasses.asdict(turn) for turn in self.transcript]}
 
 
+def _draft(rng: random.Random, guess: str, drafts) -> str:
+  """LaMDA-Base's draft: an ungrounded guess, or (half the time, when given)
+  any chitchat turn, as a base model's reply can be anything; the research
+  lines must follow from the question either way."""
+  return rng.choice(drafts) if drafts and rng.random() < 0.5 else guess
+
+
 def _dialog(kind, fact, answer, question, draft, steps, reply) -> ResearchDialog:
   """steps: (query, results) pairs, in order."""
   turns = [Turn('A', question), Turn(research.BASE, draft)]
@@ -57,7 +65,7 @@ def _dialog(kind, fact, answer, question, draft, steps, reply) -> ResearchDialog
   return ResearchDialog(kind, fact, answer, tuple(turns))
 
 
-def arithmetic(rng: random.Random, tools: toolset.Toolset) -> ResearchDialog:
+def arithmetic(rng: random.Random, tools: toolset.Toolset, drafts=()) -> ResearchDialog:
   symbol, words = rng.choice(_OPERATIONS)
   a, b = rng.randrange(2, 10_000), rng.randrange(2, 1_000)
   if symbol == '/':
@@ -66,13 +74,14 @@ def arithmetic(rng: random.Random, tools: toolset.Toolset) -> ResearchDialog:
   question = rng.choice(_ARITHMETIC).format(f'{a} {rng.choice(words)} {b}')
   results = tools.query(expression, toolset.Conversation())
   value = results[0]  # the calculator's answer comes first
-  draft = f'I think it is about {round(float(value) * rng.uniform(0.7, 1.3))}.'
+  draft = _draft(rng, f'I think it is about {round(float(value) * rng.uniform(0.7, 1.3))}.',
+                 drafts)
   return _dialog('arithmetic', expression, value, question, draft, [(expression, results)],
                  f'{value}.')
 
 
 def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippet,
-           max_steps: int = 3) -> ResearchDialog | None:
+           drafts=(), max_steps: int = 3) -> ResearchDialog | None:
   """A question about `snippet`'s entry, asked until a result for it comes (its
   URL: a word's senses share one), answered from that result; None if none does."""
   conversation, steps = toolset.Conversation(), []
@@ -85,13 +94,13 @@ def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippe
         # The definition after `words: `, up to its first clause: what a reply says.
         fact = re.split(r'; |\. ', text.split(': ', 1)[-1])[0].rstrip('.')
         return _dialog('lookup', snippet.url, fact, rng.choice(_LOOKUP).format(snippet.title),
-                       f'I am not sure what {snippet.title} is.', steps,
+                       _draft(rng, f'I am not sure what {snippet.title} is.', drafts), steps,
                        f'{snippet.title}: {fact}')
   return None
 
 
-def translation(rng: random.Random, tools: toolset.Toolset, word: str,
-                language: str) -> ResearchDialog | None:
+def translation(rng: random.Random, tools: toolset.Toolset, word: str, language: str,
+                drafts=()) -> ResearchDialog | None:
   query = f'{word} in {language.capitalize()}'
   outputs = tools.by_tool(query, toolset.Conversation())
   results, found = [r for by_tool in outputs.values() for r in by_tool], outputs['translator']
@@ -100,7 +109,7 @@ def translation(rng: random.Random, tools: toolset.Toolset, word: str,
   first = found[0].split(', ')[0]
   return _dialog('translation', f'{word}:{language}', first,
                  rng.choice(_TRANSLATION).format(word, language.capitalize()),
-                 f'I do not know the {language.capitalize()} for {word}.',
+                 _draft(rng, f'I do not know the {language.capitalize()} for {word}.', drafts),
                  [(query, results)], f'{word} in {language.capitalize()} is {first}.')
 
 
@@ -124,12 +133,15 @@ def english_words(dictionary_dir: str, language: str, count: int, rng: random.Ra
 def generate(tools: toolset.Toolset, per_kind: int, seed: int = 0):
   """About `per_kind` dialogs of each kind (fewer where a resource is missing)."""
   rng, index = random.Random(seed), tools.index
+  conversations = [turns for _, turns in corpora.chitchat_dialogs() if len(turns) > 1]
+  drafts = [turn['text'] for turns in conversations for turn in turns
+            if len(turn['text']) <= MAX_DRAFT_CHARS]
   for _ in range(per_kind):
-    yield arithmetic(rng, tools)
+    yield arithmetic(rng, tools, drafts)
   made = 0
   for row in rng.sample(range(len(index)), min(len(index), 4 * per_kind)):
     snippet = index.snippet(row)
-    made += bool(found := lookup(rng, tools, snippet))
+    made += bool(found := lookup(rng, tools, snippet, drafts))
     if found:
       yield found
     if made == per_kind:
@@ -137,9 +149,8 @@ def generate(tools: toolset.Toolset, per_kind: int, seed: int = 0):
   languages = ('french', 'german', 'spanish')
   for language in languages:
     for word in english_words(tools.dictionary_dir, language, per_kind // len(languages), rng):
-      if found := translation(rng, tools, word, language):
+      if found := translation(rng, tools, word, language, drafts):
         yield found
-  conversations = [turns for _, turns in corpora.chitchat_dialogs() if len(turns) > 1]
   for turns in rng.sample(conversations, min(per_kind, len(conversations))):
     at = rng.randrange(1, len(turns))
     yield chitchat([Turn(t['speaker'], t['text']) for t in turns[max(0, at - 3):at]],
