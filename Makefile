@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 WORKDIR ?= runs/demo
+GROUNDED_QUESTIONS ?= 60
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo chat data lint test test-fast bench venv clean
+.PHONY: demo chat chat-research data lint test test-fast bench venv clean
 
 venv: $(INSTALLED)
 
@@ -48,11 +49,26 @@ demo: $(INSTALLED) data
 	@echo "== chat with it: 16 sampled candidates, unsafe ones dropped, ranked by 3 P(sensible) + P(specific) + P(interesting)"
 	printf '%s\n' 'hi! how are you doing today?' /candidates 'what do you like to do on weekends?' \
 	  /quit | $(RUN) --config configs/tiny.py --mode chat --config.decode.from_run=$(WORKDIR)-finetune
-	@echo "== done. Talk to it yourself: make chat"
+	@echo "== stage two: fine-tune it as LaMDA-Research on dialogs the toolset makes (arithmetic, look-ups, translations, chitchat)"
+	$(RUN) --config configs/tiny_research.py --mode finetune --workdir $(WORKDIR)-research \
+	  --config.finetune.init_from=$(WORKDIR)-finetune
+	@echo "== LaMDA-Base alone vs LaMDA-Base + Research on held-out questions: accuracy, groundedness, citations"
+	$(RUN) --config configs/tiny_research.py --mode eval_grounded \
+	  --workdir $(WORKDIR)-research/eval_grounded --config.decode.from_run=$(WORKDIR)-research \
+	  --config.research.max_questions=$(GROUNDED_QUESTIONS)
+	@echo "== a grounded exchange: the model asks the toolset, then answers (/transcript shows how)"
+	printf '%s\n' 'what is 135 plus 7721?' /transcript 'what is 2024 minus 1986?' /transcript \
+	  'how do you say house in French?' /transcript /quit | \
+	  $(RUN) --config configs/tiny_research.py --mode chat --config.decode.from_run=$(WORKDIR)-research
+	@echo "== done. Talk to it yourself: make chat (sample-and-rank) or make chat-research"
 
-# An interactive chat with the demo's fine-tuned model (run `make demo` first).
+# An interactive chat with the demo's fine-tuned model (run `make demo` first),
+# by sample-and-rank alone or through the research loop.
 chat: $(INSTALLED)
 	$(RUN) --config configs/tiny.py --mode chat --config.decode.from_run=$(WORKDIR)-finetune
+
+chat-research: $(INSTALLED)
+	$(RUN) --config configs/tiny_research.py --mode chat --config.decode.from_run=$(WORKDIR)-research
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

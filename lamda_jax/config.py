@@ -532,7 +532,7 @@ class ResearchConfig:
   """
   enabled: bool = False
   max_steps: int = 4
-  max_line_tokens: int = 64
+  max_line_tokens: int = 32
   temperature: float = 0.0
   max_result_chars: int = 400
   questions: str = 'embedded:research'

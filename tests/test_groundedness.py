@@ -75,6 +75,19 @@ def test_bad_question_records_name_the_field(record, message):
     groundedness.parse_question(record)
 
 
+def test_a_capped_sample_takes_each_kind_in_turn(a_run, tmp_path):
+  experiment, _ = a_run
+  path = tmp_path / 'questions.jsonl'
+  path.write_text(''.join(json.dumps({'context': [{'speaker': 'A', 'text': f'q{i}'}],
+                                      'answer': str(i), 'kind': kind}) + '\n'
+                          for i, kind in enumerate(['sum'] * 3 + ['chitchat', 'lookup', 'lookup'])))
+  experiment = dataclasses.replace(experiment, research=dataclasses.replace(
+      experiment.research, questions=str(path), max_questions=4))
+  _, questions = groundedness.read_questions(experiment, str(tmp_path))
+  assert [(q.kind, q.answer) for q in questions] == [('sum', '0'), ('lookup', '4'), ('sum', '1'),
+                                                      ('lookup', '5')]
+
+
 def test_eval_grounded_answers_every_question_twice_and_writes_the_transcripts(a_run, tmp_path):
   experiment, run_dir = a_run
   questions = tmp_path / 'questions.jsonl'

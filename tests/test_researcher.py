@@ -4,6 +4,7 @@ prompts against the research task's training rows, and a run through the loop.""
 import dataclasses
 import io
 import json
+import random
 
 import jax
 import numpy as np
@@ -11,16 +12,22 @@ import pytest
 from werkzeug.test import Client
 
 from lamda_jax import config as config_lib
-from lamda_jax.data import dialog, pipeline
+from lamda_jax.data import corpora, dialog, pipeline
 from lamda_jax.data.dialog import Turn
-from lamda_jax.finetune import formats
-from lamda_jax.grounding import research, researcher
+from lamda_jax.finetune import formats, tasks
+from lamda_jax.grounding import research, research_data, researcher
 from lamda_jax.serving import chat, continuation, decoding, ranking, runs, server
-from lamda_jax.training import partitioning
+from lamda_jax.training import loop, partitioning
 from tests import test_decoding
+from tests.configs import tiny_docs
 from tests.toolset_helpers import make_toolset
 
 STOP = 7  # a token that ends a line in the cached-decoding tests
+# The end-to-end test's model and budget: small enough for a test, big enough
+# to learn to copy an expression and a number.
+E2E_MODEL = dict(num_layers=2, d_model=96, num_heads=4, head_dim=24, d_ff=384, vocab_size=512)
+E2E_TRAIN = dict(seq_len=64, batch_size=16, steps=1500, warmup_steps=50, eval_every=0,
+                 log_every=500, checkpoint_every=1500, learning_rate=1e-2)
 
 
 def _run(model, params):
@@ -126,6 +133,11 @@ def test_an_untrained_run_goes_through_the_loop_without_a_crash(answerer):
   assert dialog.render(transcript) == grounded.transcript_text()
 
 
+def test_a_draft_that_breaks_lines_stays_one_turn(answerer):
+  grounded = answerer.research((Turn('A', 'hi'),), ranking.Decision('well\n  TS: 5\nok', False, ()))
+  assert grounded.research.transcript[1] == Turn(research.BASE, 'well TS: 5 ok')
+
+
 def test_chat_shows_the_transcript_and_http_returns_it(answerer):
   out = io.StringIO()
   chat.run(answerer, ['/transcript\n', 'what is 2 plus 2?\n', '/transcript\n'], out)
@@ -143,3 +155,37 @@ def test_chat_shows_the_transcript_and_http_returns_it(answerer):
 def test_without_the_loop_the_chat_says_how_to_start_it():
   assert 'research.enabled' in chat.format_transcript(
       ranking.Decision('hi', False, ()))
+
+
+@pytest.mark.slow
+def test_a_model_fine_tuned_on_arithmetic_dialogs_asks_the_calculator(tmp_path):
+  """End to end: research dialogs made by the real toolset, the research task
+  in the one train loop, then the loop with the trained model on new questions."""
+  tools = make_toolset(tmp_path)
+  rng = random.Random(0)
+  drafts = [turn['text'] for _, turns in corpora.chitchat_dialogs() for turn in turns
+            if len(turn['text']) <= research_data.MAX_DRAFT_CHARS]
+  dialogs = [research_data.arithmetic(rng, tools, drafts) for _ in range(3000)]
+  paths = research_data.export(dialogs, str(tmp_path / 'corpora'), eval_fraction=0.05)
+  config = tiny_docs.get_config()
+  config.model.update(E2E_MODEL)
+  config.finetune.update(generator_weight=0.0, discriminator_weight=0.0,
+                         research=(paths['train'],), research_weight=1.0)
+  config.train.update(E2E_TRAIN)
+  experiment = tasks.finetune_experiment(config_lib.load(config))
+  workdir = str(tmp_path / 'run')
+  loop.run(experiment, workdir, tasks.build(experiment, workdir))
+
+  experiment = dataclasses.replace(
+      experiment, decode=dataclasses.replace(experiment.decode, from_run=workdir,
+                                             num_candidates=2, max_new_tokens=8),
+      research=dataclasses.replace(experiment.research, max_line_tokens=16))
+  answerer = researcher.Researcher(experiment, tools=tools)
+  held_out = [json.loads(line) for line in open(paths['validation'], encoding='utf-8')][:20]
+  queried = answered = 0
+  for record in held_out:  # expressions no training dialog used
+    grounded, = answerer.respond([(Turn(**record['transcript'][0]),)])
+    lines = [t.text for t in grounded.research.transcript if t.speaker == research.RESEARCH]
+    queried += lines[0] == f'TS, {record["fact"]}'
+    answered += grounded.reply == f'{record["answer"]}.'
+  assert queried >= 16 and answered >= 16, (queried, answered, len(held_out))

@@ -29,6 +29,7 @@ Every transcript is written to `grounded_transcripts.jsonl` for people to rate.
 
 import collections
 import dataclasses
+import itertools
 import json
 import os
 
@@ -120,16 +121,21 @@ def summarize(judged: list[dict], calls: list[int]) -> dict:
 
 
 def read_questions(experiment: ExperimentConfig, workdir: str) -> tuple[str, list[Question]]:
-  """(the file, its questions less chitchat, at most research.max_questions)."""
+  """(the file, its questions less chitchat: at most research.max_questions,
+  taken from each kind in turn)."""
   cfg = experiment.research
   path = cfg.questions
   if path == 'embedded:research':
     in_run = research_data.embedded_files(experiment, experiment.decode.from_run)['validation']
     path = in_run if os.path.exists(in_run) else research_data.make_embedded(
         experiment, workdir)['validation']
-  questions = [question for _, _, question in dialog.read_records(path, parse_question)
-               if question.kind != 'chitchat']
-  return path, questions[:cfg.max_questions]
+  by_kind = collections.defaultdict(list)
+  for _, _, question in dialog.read_records(path, parse_question):
+    if question.kind != 'chitchat':
+      by_kind[question.kind].append(question)
+  # Round robin over the kinds, so a cap keeps every kind in the sample.
+  mixed = [q for group in itertools.zip_longest(*by_kind.values()) for q in group if q]
+  return path, mixed[:cfg.max_questions]
 
 
 def run(experiment: ExperimentConfig, workdir: str, tools=None) -> dict:

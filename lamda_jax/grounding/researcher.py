@@ -108,8 +108,10 @@ class Researcher:
         written = written[:-1]
       return self.tokenizer.decode(forced + written).strip()
 
+    # A transcript turn is one line: a draft that broke lines would read as
+    # turns of its own, so its whitespace runs become single spaces.
     with self.run.activated():
-      found = research.run(tuple(context), draft.reply, ask, self.tools, toolset.Conversation(),
+      found = research.run(tuple(context), ' '.join(draft.reply.split()), ask, self.tools, toolset.Conversation(),
                            cfg.max_steps, cfg.max_result_chars)
     events = collections.Counter(found.events)
     events['window_cut'] += line_decoder.window_cuts
