@@ -167,6 +167,7 @@ def test_cli_rejects_a_bad_override_with_the_field_name():
 @pytest.mark.parametrize('mode, message', [
     ('chat', 'config.decode.from_run: the run whose model answers is required'),
     ('serve', 'config.decode.from_run: the run whose model answers is required'),
+    ('eval_grounded', 'config.decode.from_run: the run whose model answers is required'),
 ])
 def test_cli_modes_that_need_a_run_say_which_field(mode, message):
   result = _cli('--config', 'configs/tiny.py', '--mode', mode)

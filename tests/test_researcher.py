@@ -19,7 +19,7 @@ from lamda_jax.data import corpora, dialog, pipeline
 from lamda_jax.data.dialog import Turn
 from lamda_jax.finetune import formats
 from lamda_jax.grounding import calculator, research, research_data, researcher
-from lamda_jax.serving import chat, continuation, decoding, ranking, runs, server
+from lamda_jax.serving import chat, continuation, decoding, generate, ranking, runs, server
 from lamda_jax.training import partitioning
 from tests import test_decoding
 from tests.configs import arithmetic_research
@@ -149,6 +149,18 @@ def test_chat_shows_the_transcript_and_http_returns_it(answerer):
   assert body['transcript'][0] == {'speaker': 'A', 'text': 'hi'}
   assert body['transcript'][-1]['text'] == f'User, {body["reply"]}' or body['events']
   assert {'calls', 'citation', 'draft', 'candidates'} <= set(body)
+
+
+def test_generate_researches_each_context_once_and_never_the_padding(answerer, tmp_path):
+  contexts = tmp_path / 'contexts.jsonl'
+  contexts.write_text(''.join(json.dumps({'id': i, 'context': [{'speaker': 'A', 'text': text}]})
+                              + '\n' for i, text in enumerate(['what is 2+2?', 'hi'])))
+  before = answerer.replies
+  result = generate.run(answerer, str(contexts), str(tmp_path / 'out'))
+  written = [json.loads(line) for line in open(result['output'], encoding='utf-8')]
+  assert [record['id'] for record in written] == [0, 1]
+  assert all(record['transcript'][0]['speaker'] == 'A' for record in written)
+  assert answerer.replies - before == 2  # a batch of 8, six of them padding
 
 
 def test_without_the_loop_the_chat_says_how_to_start_it():

@@ -140,10 +140,10 @@ def read_questions(experiment: ExperimentConfig, workdir: str) -> tuple[str, lis
 
 def run(experiment: ExperimentConfig, workdir: str, tools=None) -> dict:
   """`tools`: the toolset (default: experiment.toolset's)."""
+  answerer = researcher.Researcher(experiment, tools=tools)  # a missing run fails first
   path, questions = read_questions(experiment, workdir)
   if not questions:
     raise ValueError(f'config.research.questions: {path} has no questions to ask')
-  answerer = researcher.Researcher(experiment, tools=tools)
   os.makedirs(workdir, exist_ok=True)
   judged = collections.defaultdict(lambda: collections.defaultdict(list))  # kind -> system -> rows
   calls = collections.defaultdict(lambda: collections.defaultdict(list))

@@ -91,7 +91,9 @@ class Researcher:
     return self.base.reply_turn(text)
 
   def respond(self, histories) -> list[Grounded]:
-    return [self.research(turns, draft)
+    """An empty dialog (a batch's padding) has nothing to research: its draft stands."""
+    return [self.research(turns, draft) if turns else
+            Grounded(draft, research.Research(draft.reply, (), 0, '', {}), 0)
             for turns, draft in zip(histories, self.base.respond(histories))]
 
   def research(self, context, draft: ranking.Decision) -> Grounded:
