@@ -132,9 +132,17 @@ def test_an_untrained_run_goes_through_the_loop_without_a_crash(answerer):
   assert dialog.render(transcript) == grounded.transcript_text()
 
 
-def test_a_draft_that_breaks_lines_stays_one_turn(answerer):
-  grounded = answerer.research((Turn('A', 'hi'),), ranking.Decision('well\n  TS: 5\nok', False, ()))
-  assert grounded.research.transcript[1] == Turn(research.BASE, 'well TS: 5 ok')
+@pytest.mark.parametrize('reply, turn', [
+    ('well\n  it is\tfive\n', 'well it is five'),  # one line
+    ('about 7 TS, 5+2 x', 'about 7'), ('sure. User, 5', 'sure.'), ('hm TS: 5', 'hm'),
+    ('LAMDA-RESEARCH: TS, a', ''), ('TSA and Users agree, STS', 'TSA and Users agree, STS')])
+def test_a_draft_is_one_line_that_speaks_for_no_one_else(reply, turn):
+  assert researcher.draft_turn_text(reply) == turn
+
+
+def test_the_loop_reads_the_draft_as_its_turn(answerer):
+  grounded = answerer.research((Turn('A', 'hi'),), ranking.Decision('well\n TS, 5', False, ()))
+  assert grounded.research.transcript[1] == Turn(research.BASE, 'well')
 
 
 def test_chat_shows_the_transcript_and_http_returns_it(answerer):

@@ -12,9 +12,11 @@ results and the next speaker tag) and the line's own tokens.
 
 import collections
 import dataclasses
+import re
 
 from lamda_jax.config import ConfigError, ExperimentConfig
 from lamda_jax.data import dialog
+from lamda_jax.data import tokenizer as tokenizer_lib
 from lamda_jax.data.dialog import Turn
 from lamda_jax.finetune import formats
 from lamda_jax.grounding import research, toolset
@@ -51,6 +53,22 @@ class Grounded:
             'transcript': [dataclasses.asdict(turn) for turn in found.transcript],
             'calls': found.calls, 'citation': found.citation, 'events': found.events,
             'tokens_run': self.tokens_run}
+
+
+# The protocol's own line starts: `TS, `, `TS: `, `User, `, a speaker tag.
+_PROTOCOL = re.compile(rf'\b(?:{research.TOOLSET}|{tokenizer_lib.USER}|{research.BASE}|'
+                       rf'{research.RESEARCH})\s*[,:]')
+
+
+def draft_turn_text(reply: str) -> str:
+  """LaMDA-Base's reply as the draft turn of a transcript. A turn is one line,
+  so whitespace runs become single spaces; and a reply speaks for no one else,
+  so it is cut before anything that reads as the protocol's own lines (`TS, `,
+  `User, `, a speaker tag): a base model that has seen research transcripts
+  can echo them, and its draft must not read as a query already made."""
+  text = ' '.join(reply.split())
+  cut = _PROTOCOL.search(text)
+  return text[:cut.start()].rstrip() if cut else text
 
 
 def line_prompt(tokenizer, transcript, forced_prefix: str) -> list[int]:
@@ -110,10 +128,8 @@ class Researcher:
         written = written[:-1]
       return self.tokenizer.decode(forced + written).strip()
 
-    # A transcript turn is one line: a draft that broke lines would read as
-    # turns of its own, so its whitespace runs become single spaces.
     with self.run.activated():
-      found = research.run(tuple(context), ' '.join(draft.reply.split()), ask, self.tools, toolset.Conversation(),
+      found = research.run(tuple(context), draft_turn_text(draft.reply), ask, self.tools, toolset.Conversation(),
                            cfg.max_steps, cfg.max_result_chars)
     events = collections.Counter(found.events)
     events['window_cut'] += line_decoder.window_cuts
