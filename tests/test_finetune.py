@@ -89,9 +89,7 @@ def _final_params(experiment, workdir):
 def test_discriminator_learns_a_rule_to_auc_above_0_9(tmp_path):
   experiment = _experiment(tmp_path, repeats_a_word(20_000, seed=0),
                            finetune={'generator_weight': 0.0}, steps=800, checkpoint_every=800)
-  # One device: eight simulated ones on two cores take 2.5 times as long.
-  summary = loop.run(experiment, str(tmp_path), tasks.build(experiment, str(tmp_path)),
-                     devices=jax.devices()[:1])
+  summary = loop.run(experiment, str(tmp_path), tasks.build(experiment, str(tmp_path)))
   assert summary['SENSIBLE/accuracy'] > 0.8
   held_out = list(repeats_a_word(300, seed=1))  # new contexts and responses
   params = _final_params(experiment, str(tmp_path)).params

@@ -120,9 +120,8 @@ def restore_state(run_dir: str, experiment, abstract, field: str) -> train_state
 
 
 def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '',
-        keep_optimizer_state: bool = False, devices=None) -> dict:
-  """Trains to `train.steps`, resuming from the workdir's latest checkpoint,
-  on `devices` (default: every device of every host).
+        keep_optimizer_state: bool = False) -> dict:
+  """Trains to `train.steps`, resuming from the workdir's latest checkpoint.
 
   A fresh run starts from the parameters of `init_from`'s latest checkpoint
   when given (with its optimizer state if `keep_optimizer_state`, else a
@@ -130,10 +129,10 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
   initialisation.
   """
   cfg = experiment.train
-  trainer = trainer_lib.set_up(experiment, devices)
+  trainer = trainer_lib.set_up(experiment)
   datasets = datasets or pipeline.build(experiment, workdir)
-  logging.info('Mesh %s; %d devices on %d hosts.', dict(trainer.mesh.shape),
-               trainer.mesh.devices.size, jax.process_count())
+  logging.info('Mesh %s; %d devices on %d hosts.', dict(trainer.mesh.shape), jax.device_count(),
+               jax.process_count())
 
   with trainer.activated():
     checkpointer = Checkpointer(workdir, cfg)
