@@ -9,7 +9,7 @@ GROUNDED_QUESTIONS ?= 60
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo chat chat-research data lint test test-fast bench venv clean
+.PHONY: demo chat chat-research data lint test test-fast bench plan venv clean
 
 venv: $(INSTALLED)
 
@@ -34,10 +34,23 @@ data:
 	  else echo "== Could not install $(DEBIAN_CORPORA); the demo continues without them."; fi; \
 	else echo "== No apt-get or not root: $(DEBIAN_CORPORA) skipped; the demo continues without them."; fi
 
+# The paper's runs, each train step compiled ahead of time for the paper's
+# chips on simulated CPU devices (a v3 chip is two devices).
+plan: $(INSTALLED)
+	@for run in lamda_2b:128 lamda_8b:128 lamda_137b:2048; do \
+	  config=$${run%:*}; devices=$${run#*:}; echo "== plan configs/$$config.py, compiled for $$devices devices"; \
+	  XLA_FLAGS=--xla_force_host_platform_device_count=$$devices $(RUN) --config configs/$$config.py \
+	    --mode plan --workdir runs/plan/$$config --config.plan.compile=True || exit 1; \
+	done
+
 demo: $(INSTALLED) data
 	@for config in configs/tiny.py configs/bench.py configs/lamda_2b.py configs/lamda_8b.py \
 	    configs/lamda_137b.py; do \
 	  echo "== describe $$config"; $(RUN) --config $$config --mode describe || exit 1; \
+	done
+	@for config in configs/lamda_2b.py configs/lamda_8b.py configs/lamda_137b.py; do \
+	  echo "== plan $$config on the paper's TPU v3 chips"; \
+	  $(RUN) --config $$config --mode plan --workdir $(WORKDIR)-plan || exit 1; \
 	done
 	@echo "== forward pass of configs/tiny.py on real tokens (workdir $(WORKDIR))"
 	$(RUN) --config configs/tiny.py --mode forward --workdir $(WORKDIR)

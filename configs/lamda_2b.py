@@ -3,6 +3,9 @@
 The paper does not give d_ff or head_dim for 2B; d_ff = 8 x d_model = 20480 and
 head_dim = 128 (as in 137B) give 2.1B non-embedding parameters.
 
+The paper gives the steps, batch tokens and chips; the sequence length
+(2048), Adafactor and its schedule are our reading (T5.1.1's).
+
 Data: the paper's Infiniset shares over the lab's files under /data/infiniset.
 """
 
@@ -11,6 +14,8 @@ from lamda_jax.config import (
   ExperimentConfig,
   MeshConfig,
   ModelConfig,
+  PlanConfig,
+  TrainConfig,
   infiniset_sources,
 )
 
@@ -22,4 +27,8 @@ def get_config():
                         remat_policy='dots_no_batch'),
       mesh=MeshConfig(data=1, fsdp=-1, tensor=1),
       data=DataConfig(sources=infiniset_sources('/data/infiniset')),
+      # Table 27's steps at 256K tokens per batch (TrainConfig's 128 x 2048);
+      # the warm-up is T5's, our reading.
+      train=TrainConfig(steps=501_000, warmup_steps=10_000),
+      plan=PlanConfig(target='tpu_v3', chips=64, utilization=0.565),
   ).to_config_dict()

@@ -553,6 +553,59 @@ class ResearchConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Chip:
+  """One accelerator chip, as a plan sees it: bf16 peak, HBM, JAX devices per chip."""
+  peak_flops: float  # bf16 FLOP/s of the whole chip
+  hbm_bytes: float  # of the whole chip, split evenly over its JAX devices
+  devices_per_chip: int  # TensorCores JAX sees as separate devices (v3: 2; megacore: 1)
+  source: str
+
+
+GIB = 2**30
+# Cloud TPU system-architecture pages (cloud.google.com/tpu/docs/system-architecture-tpu-vm
+# and the v4 / v5e / v5p pages); v3's 123 TFLOP/s is also the LaMDA paper's (§10).
+TPU_TARGETS = {
+    'tpu_v3': Chip(123e12, 32 * GIB, 2, 'Cloud TPU v3: 123 TFLOP/s bf16, 2 cores x 16 GiB HBM'),
+    'tpu_v4': Chip(275e12, 32 * GIB, 1, 'Cloud TPU v4: 275 TFLOP/s bf16, 32 GiB HBM, megacore'),
+    'tpu_v5e': Chip(197e12, 16e9, 1, 'Cloud TPU v5e: 197 TFLOP/s bf16, 16 GB HBM'),
+    'tpu_v5p': Chip(459e12, 95e9, 1, 'Cloud TPU v5p: 459 TFLOP/s bf16, 95 GB HBM, megacore'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanConfig:
+  """`--mode plan`: what a run of this config costs on `chips` chips of `target`.
+
+  `utilization` is the fraction of peak FLOP/s the run achieves (the paper
+  reports 56.5% for 137B on TPU v3). `total_flops` > 0 also gives the days a
+  quoted compute budget takes (the paper's 3.55e23 for 137B), next to the
+  days of `train.steps` x tokens per step. `compile` lowers and compiles the
+  real train step for the target's device count, ahead of time, on simulated
+  CPU devices, and reports XLA's per-device memory next to the estimate.
+  """
+  target: str = 'tpu_v4'
+  chips: int = 8
+  utilization: float = 0.5
+  total_flops: float = 0.0
+  compile: bool = False
+
+  def __post_init__(self):
+    _check_choice('plan.target', self.target, TPU_TARGETS)
+    _check_int('plan.chips', self.chips)
+    _check_number('plan.utilization', self.utilization, 0, 1, low_open=True)
+    _check_number('plan.total_flops', self.total_flops, 0)
+    _check_bool('plan.compile', self.compile)
+
+  @property
+  def chip(self) -> Chip:
+    return TPU_TARGETS[self.target]
+
+  @property
+  def devices(self) -> int:
+    return self.chips * self.chip.devices_per_chip
+
+
+@dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-host setup for `jax.distributed.initialize`; empty on a single host.
 
@@ -593,6 +646,7 @@ class ExperimentConfig:
   serve: ServeConfig = ServeConfig()
   toolset: ToolsetConfig = ToolsetConfig()
   research: ResearchConfig = ResearchConfig()
+  plan: PlanConfig = PlanConfig()
   distributed: DistributedConfig = DistributedConfig()
   logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_AXIS_RULES
 

@@ -2,6 +2,9 @@
 
 Modes:
   describe  sizes, FLOPs and parameter shapes as one JSON line; allocates nothing.
+  plan      the run on a TPU target (config.plan): bytes per device under the
+            sharding rules, step time and days; with plan.compile, the real
+            train step compiled ahead of time and XLA's memory analysis.
   forward   one forward pass of a freshly initialised model on real text
             (Python's bundled documentation), reporting the per-token loss.
   tokenizer trains (or loads) the run's SentencePiece model from the data mixture
@@ -40,12 +43,12 @@ from lamda_jax.finetune import tasks
 from lamda_jax.grounding import groundedness, research_data, researcher, retrieval, toolset
 from lamda_jax.model import stats
 from lamda_jax.serving import chat, evaluation, filtering, generate, responder, server
-from lamda_jax.training import distributed, forward_check, loop
+from lamda_jax.training import distributed, forward_check, loop, planning
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'describe',
-                          ['describe', 'forward', 'tokenizer', 'train', 'finetune', 'filter',
+                          ['describe', 'plan', 'forward', 'tokenizer', 'train', 'finetune', 'filter',
                            'eval', 'eval_grounded', 'chat', 'generate', 'serve', 'index',
                            'toolset'],
                           'What to run.')
@@ -56,6 +59,10 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
 def describe(experiment: config_lib.ExperimentConfig, workdir: str):
   del workdir  # describe writes nothing
   print(json.dumps(stats.describe(experiment)))
+
+
+def plan_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  planning.run(experiment, workdir)
 
 
 def forward(experiment: config_lib.ExperimentConfig, workdir: str):
@@ -127,9 +134,10 @@ def toolset_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   print(json.dumps(toolset.repl(toolset.Toolset.from_config(experiment.toolset, workdir))))
 
 
-MODES = {'describe': describe, 'forward': forward, 'tokenizer': tokenizer_mode,
-         'train': train_mode, 'finetune': finetune_mode, 'filter': filter_mode,
-         'eval': eval_mode, 'eval_grounded': eval_grounded_mode, 'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode,
+MODES = {'describe': describe, 'plan': plan_mode, 'forward': forward,
+         'tokenizer': tokenizer_mode, 'train': train_mode, 'finetune': finetune_mode,
+         'filter': filter_mode, 'eval': eval_mode, 'eval_grounded': eval_grounded_mode,
+         'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode,
          'index': index_mode, 'toolset': toolset_mode}
 
 

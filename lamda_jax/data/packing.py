@@ -13,6 +13,10 @@ import numpy as np
 FIELDS = ('inputs', 'targets', 'loss_weights', 'segment_ids', 'positions', 'task_ids')
 
 
+def field_dtype(field: str) -> type:
+  return np.float32 if field == 'loss_weights' else np.int32
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
   tokens: tuple[int, ...]
@@ -34,9 +38,7 @@ def pack(examples, seq_len: int) -> dict[str, np.ndarray]:
   if row:
     rows.append(row)
 
-  arrays = {field: np.zeros((len(rows), seq_len),
-                            np.float32 if field == 'loss_weights' else np.int32)
-            for field in FIELDS}
+  arrays = {field: np.zeros((len(rows), seq_len), field_dtype(field)) for field in FIELDS}
   for r, row in enumerate(rows):
     start = 0
     for segment, example in enumerate(row, start=1):

@@ -25,17 +25,34 @@ class TrainState:
   rng: jax.Array  # uint32 [2]: folded with the step for dropout, so resume is exact
 
 
+def _reduced_spec(shape, param_shape, param_spec) -> PartitionSpec:
+  """The sharding of an optimizer leaf derived from its parameter.
+
+  Shaped like the parameter (Adam's moments): the parameter's spec. The
+  parameter with one dimension averaged away (Adafactor's factored row and
+  column statistics): the spec without that dimension, so a 137B run does not
+  hold a whole [layers, embed, heads] statistic on every device; of equal-sized
+  candidates the last is dropped, as optax's factoring does. Anything else
+  (counters, scalars) is small and replicated.
+  """
+  if tuple(shape) == tuple(param_shape):
+    return param_spec
+  spec = tuple(param_spec) + (None,) * (len(param_shape) - len(param_spec))
+  for dim in reversed(range(len(param_shape))):
+    if tuple(shape) == param_shape[:dim] + param_shape[dim + 1:]:
+      return PartitionSpec(*spec[:dim], *spec[dim + 1:])
+  return PartitionSpec()
+
+
 def _optimizer_specs(opt_state, params, param_specs):
-  """Optimizer leaves shaped like their parameter share its sharding (Adam's
-  moments); anything else (Adafactor's factored rows/columns, counters) is
-  small and replicated."""
+  """Optimizer leaves take their sharding from the parameter they belong to."""
   params_structure = jax.tree.structure(params)
 
   def specs_for(subtree):
     if jax.tree.structure(subtree) != params_structure:
       return jax.tree.map(lambda _: PartitionSpec(), subtree)
-    return jax.tree.map(lambda leaf, param, spec: spec if leaf.shape == param.shape
-                        else PartitionSpec(), subtree, params, param_specs)
+    return jax.tree.map(lambda leaf, param, spec: _reduced_spec(leaf.shape, param.shape, spec),
+                        subtree, params, param_specs)
 
   return jax.tree.map(specs_for, opt_state,
                       is_leaf=lambda x: jax.tree.structure(x) == params_structure)

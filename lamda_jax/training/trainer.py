@@ -14,6 +14,7 @@ from jax.sharding import Mesh, NamedSharding
 import optax
 
 from lamda_jax.config import ExperimentConfig
+from lamda_jax.data import packing
 from lamda_jax.model.decoder import Decoder
 from lamda_jax.training import optimizers, partitioning, train_state, train_step
 
@@ -38,6 +39,13 @@ class Trainer:
 
   def initial_state(self) -> train_state.TrainState:
     return train_state.create(self.experiment, self.model, self.optimizer, self.shardings)
+
+  def abstract_batch(self) -> dict:
+    """A global batch as ShapeDtypeStructs with its sharding, for ahead-of-time lowering."""
+    shape = (self.experiment.train.batch_size, self.experiment.train.seq_len)
+    return {field: jax.ShapeDtypeStruct(shape, packing.field_dtype(field),
+                                        sharding=self.batch_sharding)
+            for field in packing.FIELDS}
 
   def to_device(self, batch: dict) -> dict:
     """This host's rows of a global batch -> global arrays sharded over the mesh."""
