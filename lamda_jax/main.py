@@ -29,15 +29,15 @@ Modes:
 """
 
 import json
-import logging as python_logging
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 import jax
 from ml_collections import config_flags
 
 from lamda_jax import config as config_lib
+from lamda_jax import console
 from lamda_jax.data import pipeline
 from lamda_jax.finetune import tasks
 from lamda_jax.grounding import groundedness, research_data, researcher, retrieval, toolset
@@ -54,6 +54,9 @@ _MODE = flags.DEFINE_enum('mode', 'describe',
                           'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
+_VERBOSE = flags.DEFINE_bool('verbose', False,
+                             'Show the libraries\' own output (TFDS, Orbax, absl INFO) on the '
+                             'console instead of only in <workdir>/log.txt.')
 
 
 def describe(experiment: config_lib.ExperimentConfig, workdir: str):
@@ -141,15 +144,10 @@ MODES = {'describe': describe, 'plan': plan_mode, 'forward': forward,
          'index': index_mode, 'toolset': toolset_mode}
 
 
-def _quiet_libraries(record: python_logging.LogRecord) -> bool:
-  """Keeps Orbax's per-save INFO chatter out of the run's log; warnings stay."""
-  return record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_quiet_libraries)
+  console.setup(_WORKDIR.value, _VERBOSE.value)
   try:
     experiment = config_lib.load(_CONFIG.value)
   except config_lib.ConfigError as error:

@@ -56,8 +56,17 @@ def test_forward_pass_on_real_tokens(tmp_path):
 def test_forward_cli_reuses_the_workdir_tokenizer(tmp_path):
   command = [sys.executable, '-m', 'lamda_jax.main', '--config', 'tests/configs/tiny_docs.py', '--mode',
              'forward', '--workdir', str(tmp_path)]
-  first = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                                    timeout=300, check=True).stdout)
+  prepared = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            check=True)
+  first = json.loads(prepared.stdout)
+  # The console shows our phases; TFDS's narration of the same work is in the log.
+  assert 'Preparing data source python_docs: done' in prepared.stderr
+  assert 'Training the tokenizer (2048 pieces): done' in prepared.stderr
+  for narration in ('Generating splits', 'Shuffling', 'Downloading and preparing',
+                    'dataset_builder.py'):
+    assert narration not in prepared.stderr
+  log = (tmp_path / 'log.txt').read_text()
+  assert 'Downloading and preparing dataset' in log and 'dataset_builder.py' in log
   model_file = tmp_path / 'tokenizer.model'
   mtime = model_file.stat().st_mtime_ns
   second = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True,

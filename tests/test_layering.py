@@ -1,6 +1,6 @@
 """The package's layering, kept by CI: imports point one way.
 
-  config, attributes <- model <- data <- training <- finetune <- serving <- grounding <- main
+  config, attributes, console <- model <- data <- training <- finetune <- serving <- grounding <- main
 
 A module may import its own subpackage and the layers below it, never above.
 Inference (serving) may read checkpoints and shard parameters, but never
@@ -20,6 +20,7 @@ LAYERS = ('config', 'attributes', 'model', 'data', 'training', 'finetune', 'serv
           'grounding', 'main')
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 RANK['attributes'] = RANK['config']  # the shared vocabulary: one layer
+RANK['console'] = RANK['config']  # what a person sees, for every layer
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -13,19 +13,18 @@ the prepared data; the input pipeline logs them every time it loads the data.
 """
 
 import collections
-import contextlib
 import dataclasses
 import glob
 import hashlib
 import json
 import os
-import sys
 import zlib
 
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lamda_jax import console
 from lamda_jax.config import SourceConfig
 
 SPLITS = ('train', 'validation')
@@ -244,7 +243,7 @@ def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction
                           file_format='array_record')
   report_path = os.path.join(data_dir, REPORT_FILE)
   if not os.path.exists(report_path):
-    with contextlib.redirect_stdout(sys.stderr):  # TFDS narrates on stdout; ours is for results
+    with console.phase(f'Preparing data source {name}'), console.library_output():
       builder.download_and_prepare()
     with open(report_path, 'w', encoding='utf-8') as f:
       json.dump(builder.bad_records.to_json(), f)

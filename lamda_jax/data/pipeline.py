@@ -8,6 +8,7 @@ text in the one dialog format (`lamda_jax/data/dialog.py`); every example ends w
 EOS and weighs every token in the loss.
 """
 
+import contextlib
 import dataclasses
 import filecmp
 import hashlib
@@ -21,6 +22,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from lamda_jax import console
 from lamda_jax.config import ConfigError, ExperimentConfig
 from lamda_jax.data import builders, corpora, dialog, packing
 from lamda_jax.data import tokenizer as tokenizer_lib
@@ -112,8 +114,13 @@ def tokenizer_for(experiment: ExperimentConfig, workdir: str, sources=None):
 
   if sources is None and not os.path.exists(path):
     sources = open_sources(experiment, workdir)
-  return process_zero_first('tokenizer', lambda: tokenizer_lib.load_or_train(
-      path, sample(), experiment.model.vocab_size))
+  def load_or_train():
+    vocab_size = experiment.model.vocab_size
+    training = console.phase(f'Training the tokenizer ({vocab_size} pieces)')
+    with contextlib.nullcontext() if os.path.exists(path) else training:
+      return tokenizer_lib.load_or_train(path, sample(), vocab_size)
+
+  return process_zero_first('tokenizer', load_or_train)
 
 
 def run_tokenizer(experiment: ExperimentConfig, run_dir: str, field: str):
@@ -205,7 +212,8 @@ def packed_rows(source: builders.Source, split: str, tokenizer, seq_len: int, wo
       long_turns = json.loads(str(cached['bad_records']))
   else:
     bad = builders.BadRecords()
-    rows = packing.pack(examples(source, split, tokenizer, seq_len, bad), seq_len)
+    with console.phase(f'Tokenizing and packing {source.name} ({split})'):
+      rows = packing.pack(examples(source, split, tokenizer, seq_len, bad), seq_len)
     long_turns = bad.to_json()
     if jax.process_index() == 0:
       os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -19,15 +19,13 @@ Label files are prepared once as a TFDS dataset (`LamdaLabels`, ArrayRecord),
 split by conversation, like every other source.
 """
 
-import contextlib
 import dataclasses
 import os
-import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lamda_jax import attributes
+from lamda_jax import attributes, console
 from lamda_jax.data import builders, dialog
 
 
@@ -130,7 +128,8 @@ def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float) -> di
   done = os.path.join(data_dir, 'prepared')
   if not os.path.exists(done):
     try:
-      with contextlib.redirect_stdout(sys.stderr):  # TFDS narrates on stdout
+      with console.phase(f'Preparing rated responses ({field})'), \
+          console.library_output():
         builder.download_and_prepare()
     except dialog.RecordError as error:
       raise dialog.RecordError(f'config.{field}: {error}') from None

@@ -41,7 +41,7 @@ class MetricsWriter:
     self._truncate_after(start_step)
     self.jsonl = open(self.jsonl_path, 'a', encoding='utf-8')  # pylint: disable=consider-using-with
     self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
-    self.progress = tqdm.tqdm(total=total_steps, initial=start_step, unit='step',
+    self.progress = tqdm.tqdm(total=total_steps, initial=start_step, unit='step', desc='Train',
                               dynamic_ncols=True, mininterval=1.0)
 
   def _truncate_after(self, step: int):
