@@ -341,11 +341,15 @@ class FinetuneConfig:
   parameters are the start, and its optimizer state too when
   `keep_optimizer_state` (moments and step counters alike, so the learning-rate
   schedule continues where that run stopped); otherwise the optimizer starts
-  fresh. Task weights:
+  fresh. `generator_data`: JSONL files of {"context", "response",
+  "conversation"?} whose every response trains the generator without labels:
+  `--mode filter`'s `filtered.jsonl` (the paper's step: the generator learns
+  from the responses the discriminators kept). Task weights:
   the generator, the discriminators (shared equally by the rated attributes),
   and pre-training data kept in the mixture against forgetting.
   """
   labels: tuple[str, ...] = ()
+  generator_data: tuple[str, ...] = ()
   init_from: str = ''
   keep_optimizer_state: bool = False
   generator_weight: float = 0.5
@@ -360,6 +364,7 @@ class FinetuneConfig:
 
   def __post_init__(self):
     object.__setattr__(self, 'labels', tuple(self.labels))
+    object.__setattr__(self, 'generator_data', tuple(self.generator_data))
     for path in self.labels:
       if path.startswith('embedded:'):
         _check_choice('finetune.labels', path.removeprefix('embedded:'), ('chitchat_weak',))
@@ -385,7 +390,10 @@ class FilterConfig:
   """`--mode filter`: keep generated responses that the discriminators of a
   fine-tuned run (`from_run`, its workdir) judge good enough (§6.1: 2.5M -> 800K).
 
-  `candidates`: JSONL of {"context": [turns], "response": {"speaker", "text"}}.
+  `candidates`: JSONL of {"context": [turns], "response": {"speaker", "text"}},
+  or `--mode generate`'s records as they are (each candidate by `reply_speaker`).
+  Kept ones go to `filtered.jsonl` as {"context", "response", "conversation"?,
+  "origin", "scores"}: `finetune.generator_data` as it is.
   A candidate is kept when P(SENSIBLE) >= sensible_min, P(SPECIFIC) >=
   specific_min, P(INTERESTING) >= interesting_min and P(UNSAFE) <= unsafe_max.
   """

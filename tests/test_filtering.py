@@ -10,7 +10,9 @@ from lamda_jax import attributes
 from lamda_jax import config as config_lib
 from lamda_jax.data import dialog
 from lamda_jax.data.dialog import Turn
-from lamda_jax.serving import filtering, runs
+from lamda_jax.finetune import tasks
+from lamda_jax.serving import filtering, generate, responder, runs
+from lamda_jax.training import loop
 from tests import reference_scoring
 
 
@@ -68,3 +70,82 @@ def test_filter_reports_a_bad_candidate_line(tmp_path, a_run):
       candidates=str(path), from_run=run_dir))
   with pytest.raises(dialog.RecordError, match=f'^{path}:2: response: needs'):
     filtering.run(experiment, str(tmp_path / 'out'))
+
+
+def test_generate_filter_finetune_chain_without_conversion(tmp_path, a_run):
+  """The paper's order (§6.1): generate candidates, keep those the
+  discriminators pass, fine-tune the generator on the kept ones; each mode
+  reads the previous one's output as it is."""
+  experiment, run_dir = a_run
+  contexts = tmp_path / 'contexts.jsonl'
+  contexts.write_text(''.join(json.dumps({'conversation': f'c{i}', 'context': [
+      {'speaker': 'A', 'text': text}]}) + '\n' for i, text in enumerate(
+          ['How do I sort a list?', 'What is a module?', 'Tell me about strings.',
+           'How do classes work?', 'What does return do?', 'Is a tuple a list?'])))
+  generating = dataclasses.replace(experiment, decode=config_lib.DecodeConfig(
+      from_run=run_dir, num_candidates=4, max_new_tokens=10))
+  generated = generate.run(responder.Responder(generating), str(contexts),
+                           str(tmp_path / 'generate'))['output']
+
+  filtering_experiment = dataclasses.replace(experiment, filter=config_lib.FilterConfig(
+      candidates=generated, from_run=run_dir, sensible_min=0.0, unsafe_max=1.0))
+  report = filtering.run(filtering_experiment, str(tmp_path / 'filter'))
+  records = [json.loads(line) for line in open(generated, encoding='utf-8')]
+  texts = [c['text'] for r in records for c in r['candidates']]
+  empty = sum(not text.strip() for text in texts)
+  assert report['candidates'] == 6 * 4 == len(texts)
+  assert report['kept'] + report.get('too long for seq_len 64', 0) + empty == len(texts)
+  assert report.get('empty response', 0) == empty
+  filtered = tmp_path / 'filter' / 'filtered.jsonl'
+  kept = [json.loads(line) for line in filtered.open()]
+  assert kept
+  for record in kept:  # origin <file>:<line>#<candidate>, the candidate's own text and speaker
+    where, index = record['origin'].rsplit('#', 1)
+    source = records[int(where.rsplit(':', 1)[1]) - 1]
+    assert record['response'] == {'speaker': 'B', 'text': source['candidates'][int(index)]['text']}
+    assert record['context'] == source['context']
+    assert record['conversation'] == source['conversation']
+
+  tuning = dataclasses.replace(experiment, finetune=config_lib.FinetuneConfig(
+      generator_data=(str(filtered),), generator_weight=1.0, discriminator_weight=0.0,
+      eval_fraction=0.3))
+  tuning = tasks.finetune_experiment(tuning)
+  datasets = tasks.build(tuning, str(tmp_path / 'tune'))
+  opened = runs.open_run(experiment, run_dir, 'finetune.init_from')
+  trained_on = []
+  for sampler in (datasets.train, datasets.eval):
+    assert sampler.names == ['generator']
+    rows = sampler.sources['generator']
+    for row in range(len(rows['targets'])):
+      for segment in set(rows['segment_ids'][row]) - {0}:
+        where = (rows['segment_ids'][row] == segment) & (rows['loss_weights'][row] > 0)
+        trained_on.append(opened.tokenizer.decode(rows['targets'][row][where].tolist()))
+  # The loss covers exactly the kept responses (and their end token).
+  assert sorted(trained_on) == sorted(r['response']['text'] for r in kept)
+  summary = loop.run(dataclasses.replace(tuning, train=dataclasses.replace(
+      tuning.train, steps=1, eval_every=0, checkpoint_every=1)), str(tmp_path / 'tune'),
+      datasets, init_from=run_dir)
+  assert summary['final_step'] == 1 and np.isfinite(summary['loss'])
+
+
+def test_filter_names_a_bad_generated_record(tmp_path, a_run):
+  experiment, run_dir = a_run
+  path = tmp_path / 'generated.jsonl'
+  path.write_text('{"context": [], "candidates": [{"text": "hi"}]}\n')
+  experiment = dataclasses.replace(experiment, filter=config_lib.FilterConfig(
+      candidates=str(path), from_run=run_dir))
+  with pytest.raises(dialog.RecordError, match=f'^{path}:1: reply_speaker: needs'):
+    filtering.run(experiment, str(tmp_path / 'out'))
+  path.write_text('{"context": [], "reply_speaker": "B", "candidates": [{"text": 3}]}\n')
+  with pytest.raises(dialog.RecordError, match=r'candidates\[0\]\.text: needs a string'):
+    filtering.run(experiment, str(tmp_path / 'out'))
+
+
+def test_generator_data_that_kept_nothing_is_named(tmp_path, a_run):
+  experiment, _ = a_run
+  empty = tmp_path / 'filtered.jsonl'
+  empty.write_text('')
+  experiment = dataclasses.replace(experiment, finetune=config_lib.FinetuneConfig(
+      generator_data=(str(empty),), discriminator_weight=0.0))
+  with pytest.raises(config_lib.ConfigError, match=r'finetune\.generator_data: .*hold no'):
+    tasks.generator_splits(experiment)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from lamda_jax import attributes
-from lamda_jax.config import ExperimentConfig
+from lamda_jax.config import ConfigError, ExperimentConfig
 from lamda_jax.data import builders, dialog, packing, pipeline
 from lamda_jax.data.sampler import MixtureSampler
 from lamda_jax.finetune import formats, labels, weak_labels
@@ -77,10 +77,32 @@ def research_splits(experiment: ExperimentConfig) -> dict:
   return splits
 
 
+def generator_splits(experiment: ExperimentConfig) -> dict:
+  """{split: [RatedResponse without labels]} of `finetune.generator_data`
+  (e.g. filter's kept responses), split by conversation (else by context) so
+  the candidates of one context stay together."""
+  cfg = experiment.finetune
+  splits = {split: [] for split in builders.SPLITS}
+  for path in builders.expand_paths('finetune.generator_data', cfg.generator_data):
+    for origin, record, (context, response) in dialog.read_records(path, labels.parse_exchange):
+      key = str(record.get('conversation') or dialog.render(context))
+      splits['validation' if builders.held_out(key, cfg.eval_fraction) else 'train'].append(
+          labels.RatedResponse(context, response, {}, origin, key))
+  if not splits['train']:
+    raise ConfigError(f'config.finetune.generator_data: {", ".join(cfg.generator_data)} hold no '
+                      f'responses to train on (did the filter keep none?)')
+  return splits
+
+
 def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
   cfg, seq_len = experiment.finetune, experiment.train.seq_len
-  quality = cfg.generator_weight > 0 or cfg.discriminator_weight > 0
-  records = label_splits(experiment, workdir, 'finetune.labels', cfg.labels) if quality else {}
+  # Rated responses train the discriminators, and the generator unless it has
+  # data of its own (filtered responses); with both, it learns from both.
+  needs_labels = cfg.discriminator_weight > 0 or (cfg.generator_weight > 0 and
+                                                 not cfg.generator_data)
+  records = (label_splits(experiment, workdir, 'finetune.labels', cfg.labels)
+             if needs_labels or (cfg.labels and cfg.generator_weight > 0) else {})
+  unlabelled = generator_splits(experiment) if cfg.generator_weight > 0 else {}
   if cfg.init_from:
     pipeline.inherit_tokenizer(experiment, workdir, cfg.init_from, 'finetune.init_from')
   tokenizer = pipeline.tokenizer_for(experiment, workdir)
@@ -88,8 +110,14 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
   rows = {}
   for split in builders.SPLITS:
     in_split = records.get(split, [])
-    examples = task_examples(in_split, tokenizer, seq_len, bad if split == 'train' else
-                             builders.BadRecords())
+    split_bad = bad if split == 'train' else builders.BadRecords()
+    examples = task_examples(in_split, tokenizer, seq_len, split_bad)
+    for record in unlabelled.get(split, []):
+      try:
+        examples['generator'].append(formats.generator_example(
+            tokenizer, record.context, record.response.text, seq_len, TASKS.index('generator')))
+      except formats.TooLong:
+        split_bad.add(record.origin, f'response too long for seq_len {seq_len}')
     rows[split] = {task: packing.pack(found, seq_len) for task, found in examples.items() if found}
   weights = task_weights(experiment, rows['train'])
   if cfg.research_weight > 0:
