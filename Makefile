@@ -9,15 +9,23 @@ GROUNDED_QUESTIONS ?= 60
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo chat chat-research data lint test test-fast bench plan venv clean
+.PHONY: demo chat chat-research data lint test test-fast bench plan lock venv clean
 
 venv: $(INSTALLED)
 
-$(INSTALLED): setup.py pyproject.toml
+# Installs the exact versions the suite passed with (requirements.lock, made by
+# `make lock` from setup.py's ranges), so a fresh machine next year gets today's.
+$(INSTALLED): setup.py pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
+
+# Re-resolves setup.py's ranges to the newest releases; run `make test` after.
+lock: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra=dev --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --output-file=requirements.lock setup.py
 
 # Debian's WordNet and fortune files join the embedded corpora, and FreeDict's
 # dictionaries give the toolset its translator, when apt-get and root are

@@ -28,5 +28,5 @@ setuptools.setup(
         'tqdm>=4.66',
         'werkzeug>=3.1',
     ],
-    extras_require={'dev': ['pytest>=8.0', 'ruff>=0.15', 'scikit-learn>=1.5']},
+    extras_require={'dev': ['packaging>=24', 'pytest>=8.0', 'ruff>=0.15', 'scikit-learn>=1.5']},
 )
