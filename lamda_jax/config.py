@@ -417,14 +417,18 @@ class EvalConfig:
   workdir) on labelled responses: `labels` files, or when empty the held-out
   split of `finetune.labels`. Then the run answers the first `sampled_contexts`
   of those contexts by sample-and-rank (config.decode; 0 skips this) and its
-  discriminators judge the replies: SSI and safety rates, chosen vs all."""
+  discriminators judge the replies: SSI and safety rates, chosen vs all; the
+  chosen replies also go to a rating sheet for people (`rating_sheet.csv` /
+  `.jsonl`). `ratings`: filled sheets that `--mode rate_report` reads."""
   from_run: str = ''
   labels: tuple[str, ...] = ()
+  ratings: tuple[str, ...] = ()
   calibration_bins: int = 10
   sampled_contexts: int = 32
 
   def __post_init__(self):
     object.__setattr__(self, 'labels', tuple(self.labels))
+    object.__setattr__(self, 'ratings', tuple(self.ratings))
     _check_int('eval.calibration_bins', self.calibration_bins)
     _check_int('eval.sampled_contexts', self.sampled_contexts, minimum=0)
 

@@ -16,6 +16,9 @@ Modes:
             keeps those above the thresholds (config.filter).
   eval      the discriminators' accuracy, AUC and calibration on labelled held-out
             responses (config.eval).
+  rate_report  the paper's metrics (sensibleness, specificity, interestingness,
+            SSI, safety, with intervals) from rating sheets people filled in
+            (config.eval.ratings).
   eval_grounded  LaMDA-Base alone vs LaMDA-Base + Research on held-out questions
             with known answers: accuracy, groundedness, informativeness, citation
             accuracy, toolset calls (config.research).
@@ -42,16 +45,19 @@ from lamda_jax.data import pipeline
 from lamda_jax.finetune import tasks
 from lamda_jax.grounding import groundedness, research_data, researcher, retrieval, toolset
 from lamda_jax.model import stats
-from lamda_jax.serving import chat, evaluation, filtering, generate, responder, server
+from lamda_jax.serving import (
+  chat,
+  evaluation,
+  filtering,
+  generate,
+  rating,
+  responder,
+  server,
+)
 from lamda_jax.training import distributed, forward_check, loop, planning
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                           lock_config=True)
-_MODE = flags.DEFINE_enum('mode', 'describe',
-                          ['describe', 'plan', 'forward', 'tokenizer', 'train', 'finetune', 'filter',
-                           'eval', 'eval_grounded', 'chat', 'generate', 'serve', 'index',
-                           'toolset'],
-                          'What to run.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default',
                                'Directory for this run\'s artefacts (tokenizer, checkpoints).')
 _VERBOSE = flags.DEFINE_bool('verbose', False,
@@ -99,6 +105,10 @@ def eval_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   print(json.dumps(evaluation.run(experiment, workdir)))
 
 
+def rate_report_mode(experiment: config_lib.ExperimentConfig, workdir: str):
+  print(json.dumps(rating.run(experiment, workdir)))
+
+
 def answerer(experiment: config_lib.ExperimentConfig):
   """Sample-and-rank alone, or through the research loop when research.enabled."""
   if experiment.research.enabled:
@@ -139,9 +149,10 @@ def toolset_mode(experiment: config_lib.ExperimentConfig, workdir: str):
 
 MODES = {'describe': describe, 'plan': plan_mode, 'forward': forward,
          'tokenizer': tokenizer_mode, 'train': train_mode, 'finetune': finetune_mode,
-         'filter': filter_mode, 'eval': eval_mode, 'eval_grounded': eval_grounded_mode,
-         'chat': chat_mode, 'generate': generate_mode, 'serve': serve_mode,
-         'index': index_mode, 'toolset': toolset_mode}
+         'filter': filter_mode, 'eval': eval_mode, 'rate_report': rate_report_mode,
+         'eval_grounded': eval_grounded_mode, 'chat': chat_mode, 'generate': generate_mode,
+         'serve': serve_mode, 'index': index_mode, 'toolset': toolset_mode}
+_MODE = flags.DEFINE_enum('mode', 'describe', list(MODES), 'What to run.')
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 """`--mode eval`: AUC and calibration by hand, and the mode against direct scoring."""
 
+import csv
 import dataclasses
 import json
 import math
@@ -65,7 +66,7 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
     assert 0 <= results[f'sampled/{attribute}/candidates_rate'] <= 1
 
 
-def test_sampled_reply_rates_hand_worked():
+def test_sampled_reply_rates_hand_worked(tmp_path):
   """Two contexts: one answered (chosen scores row 0), one all-unsafe (fallback)."""
   tables = [[[0.9, 0.6, 0.2, 0.1], [0.3, 0.7, 0.8, 0.2], [0.8, 0.1, 0.1, 0.0]],
             [[0.9, 0.9, 0.9, 0.9], [0.1, 0.2, 0.3, 0.7], [0.5, 0.5, 0.5, 0.6]]]
@@ -76,8 +77,12 @@ def test_sampled_reply_rates_hand_worked():
                              np.array(tables[i]), 'lamda', 0.5, 'fallback')
               for i, _ in enumerate(contexts)]
 
-  results = evaluation.sampled_reply_rates(TableResponder(), [(), ()])
+  results = evaluation.sampled_reply_rates(TableResponder(), [(), ()], str(tmp_path))
   assert results['sampled/fallback_rate'] == 0.5
+  # The chosen replies (and the fallback) go to the rating sheet, one row each.
+  with open(tmp_path / 'rating_sheet.csv', encoding='utf-8', newline='') as f:
+    rows = list(csv.reader(f))
+  assert [row[2] for row in rows[1:]] == ['a', 'fallback']
   # Chosen: context 0's 'a' (quality 3.5 > 2.4). Candidates: the four non-empty ones.
   assert results['sampled/SENSIBLE/chosen_rate'] == 1.0
   assert results['sampled/INTERESTING/chosen_rate'] == 0.0

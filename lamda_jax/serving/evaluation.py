@@ -6,7 +6,8 @@ calibration error (equal-width confidence bins). Then the model's own replies:
 the run answers held-out contexts by sample-and-rank and its discriminators
 judge them (§6.1's SSI and safety, as rated by the model rather than crowd
 workers): the rate of P >= 0.5 per attribute for the chosen replies and for
-all candidates, so the ranking's lift is visible. Written as one JSON line and
+all candidates, so the ranking's lift is visible. The chosen replies are also
+written as a rating sheet for people (`serving/rating.py`). Written as one JSON line and
 to TensorBoard (`DIR/tensorboard`).
 """
 
@@ -19,8 +20,8 @@ from lamda_jax import attributes
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.data import builders
 from lamda_jax.finetune import tasks
+from lamda_jax.serving import rating, runs, scoring
 from lamda_jax.serving import responder as responder_lib
-from lamda_jax.serving import runs, scoring
 
 
 def auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -54,11 +55,13 @@ def held_out_records(experiment: ExperimentConfig, workdir: str):
   return splits.get('validation', [])
 
 
-def sampled_reply_rates(responder, contexts) -> dict:
-  """Discriminator-judged rates of the replies `responder` gives to `contexts`."""
+def sampled_reply_rates(responder, contexts, workdir: str) -> dict:
+  """Discriminator-judged rates of the replies `responder` gives to `contexts`;
+  the replies also go to a rating sheet in `workdir` for people to judge."""
   chosen, every = [], []
   decisions = [d for start in range(0, len(contexts), 8)
                for d in responder.respond(contexts[start:start + 8])]
+  rating.write_sheet(workdir, contexts, [d.reply for d in decisions])
   for decision in decisions:
     every += [c.scores for c in decision.candidates if c.text.strip()]
     if not decision.fallback:
@@ -99,7 +102,8 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
       writer.add_scalar(f'eval_discriminators/{attribute}/{name}', value, 0)
   if cfg.sampled_contexts:
     contexts = list({r.context: None for r in records})[:cfg.sampled_contexts]
-    sampled = sampled_reply_rates(responder_lib.Responder(experiment, opened), contexts)
+    sampled = sampled_reply_rates(responder_lib.Responder(experiment, opened), contexts,
+                                  workdir)
     results.update(sampled)
     for name, value in sampled.items():
       writer.add_scalar(f'eval_{name}', value, 0)
