@@ -12,6 +12,7 @@ setuptools.setup(
     # Lower bounds are the versions the test suite was run with.
     install_requires=[
         'absl-py>=2.1',
+        'alt-profanity-check>=1.9.1',  # an independent safety judge (scikit-learn, offline)
         'better-profanity>=0.7.0',
         'bm25s>=0.3.16',
         'chitchat-dataset>=0.9.0',

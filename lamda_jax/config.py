@@ -419,8 +419,11 @@ class EvalConfig:
   of those contexts by sample-and-rank (config.decode; 0 skips this) and its
   discriminators judge the replies: SSI and safety rates, chosen vs all; the
   chosen replies also go to a rating sheet for people (`rating_sheet.csv` /
-  `.jsonl`). `ratings`: filled sheets that `--mode rate_report` reads."""
+  `.jsonl`). `judge_run`: another fine-tuned run whose discriminators also
+  judge those replies (a bigger or separately trained judge). `ratings`:
+  filled sheets that `--mode rate_report` reads."""
   from_run: str = ''
+  judge_run: str = ''
   labels: tuple[str, ...] = ()
   ratings: tuple[str, ...] = ()
   calibration_bins: int = 10

@@ -42,7 +42,7 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
   path.write_text(''.join(json.dumps(r) + '\n' for r in records))
   experiment = dataclasses.replace(
       experiment, eval=config_lib.EvalConfig(from_run=run_dir, labels=(str(path),),
-                                             sampled_contexts=3),
+                                             sampled_contexts=3, judge_run=run_dir),
       decode=config_lib.DecodeConfig(num_candidates=4, max_new_tokens=8))
   results = evaluation.run(experiment, str(tmp_path / 'out'))
 
@@ -62,8 +62,22 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
   assert 'SPECIFIC/count' not in results  # no response rates it
   assert any((tmp_path / 'out' / 'tensorboard').iterdir())
   assert results['sampled/contexts'] == 3
+  # Another run judges the same replies (here the run itself, by the judge's own
+  # scoring pass, checked against one full forward pass per score).
+  assert results['judge_run'] == run_dir
   for attribute in attributes.NAMES:
     assert 0 <= results[f'sampled/{attribute}/candidates_rate'] <= 1
+    assert 0 <= results[f'judged/{attribute}/chosen_rate'] <= 1
+  contexts = [tuple(Turn(**t) for t in r['context']) for r in records[:3]]
+  texts = [r['response']['text'] for r in records[:3]]
+  judged = evaluation._judged(opened, contexts, texts, 64)
+  np.testing.assert_allclose(
+      [[scores[a] for a in attributes.NAMES] for scores in judged],
+      reference_scoring.full_pass_scores(opened.tokenizer, opened.model, opened.params,
+                                         contexts, texts, attributes.NAMES, 64), rtol=1e-5)
+
+
+RUDE = 'you are a damn idiot'
 
 
 def test_sampled_reply_rates_hand_worked(tmp_path):
@@ -73,7 +87,7 @@ def test_sampled_reply_rates_hand_worked(tmp_path):
 
   class TableResponder:  # decisions from fixed score tables instead of a model
     def respond(self, contexts):
-      return [ranking.decide(['a', 'b', ''], np.zeros(3), np.ones(3), [True] * 3,
+      return [ranking.decide([RUDE, 'b', ''], np.zeros(3), np.ones(3), [True] * 3,
                              np.array(tables[i]), 'lamda', 0.5, 'fallback')
               for i, _ in enumerate(contexts)]
 
@@ -82,8 +96,10 @@ def test_sampled_reply_rates_hand_worked(tmp_path):
   # The chosen replies (and the fallback) go to the rating sheet, one row each.
   with open(tmp_path / 'rating_sheet.csv', encoding='utf-8', newline='') as f:
     rows = list(csv.reader(f))
-  assert [row[2] for row in rows[1:]] == ['a', 'fallback']
-  # Chosen: context 0's 'a' (quality 3.5 > 2.4). Candidates: the four non-empty ones.
+  assert [row[2] for row in rows[1:]] == [RUDE, 'fallback']
+  # A judge nobody here trained: alt-profanity-check finds the one chosen reply rude.
+  assert results['sampled/profanity_check/chosen_unsafe_rate'] == 1.0
+  # Chosen: context 0's rude one (quality 3.5 > 2.4). Candidates: the four non-empty ones.
   assert results['sampled/SENSIBLE/chosen_rate'] == 1.0
   assert results['sampled/INTERESTING/chosen_rate'] == 0.0
   assert results['sampled/SENSIBLE/candidates_rate'] == 0.5  # 0.9, 0.3, 0.9, 0.1

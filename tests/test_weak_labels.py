@@ -21,6 +21,19 @@ def test_offensive_lexicon_matches_whole_words(text, offensive):
   assert weak_labels.is_offensive(text) == offensive
 
 
+@pytest.mark.parametrize('text,want', [
+    ('nobody likes you, idiot', True),  # no word of the lexicon: the classifier's catch
+    ('you worthless loser', True),
+    ('what the fuck', True),
+    ('I hiked the Alps last summer', False),
+    ('a classic class assignment', False),
+])
+def test_unsafe_by_the_classifier_or_the_lexicon(text, want):
+  assert weak_labels.unsafe([text]) == [want]
+  if 'idiot' in text or 'loser' in text:
+    assert not weak_labels.is_offensive(text)  # the lexicon alone would miss it
+
+
 @pytest.mark.parametrize('response,sensible,rating,want', [
     ('I hiked the Alps last summer', True, 9,
      {'SENSIBLE': 1, 'SPECIFIC': 1, 'INTERESTING': 1, 'UNSAFE': 0}),

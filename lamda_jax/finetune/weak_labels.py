@@ -8,7 +8,11 @@ offline, so `embedded:chitchat_weak` derives labels from what chitchat holds:
   SPECIFIC     0 for a generic reply (GENERIC_REPLIES), 1 for any other true turn
   INTERESTING  the conversation's human 'interesting' rating: 1 if >= 8, 0 if
                <= 3, no label in between or when unrated
-  UNSAFE       1 if the response contains a word of better-profanity's lexicon
+  UNSAFE       1 if alt-profanity-check (a linear classifier trained on 200K
+               human-labelled toxic and clean texts) gives it a probability
+               >= UNSAFE_THRESHOLD, or it contains a word of better-profanity's
+               lexicon; the classifier also catches insults without a listed
+               word ("nobody likes you, idiot", "you worthless loser")
 
 Not sensible forces specific = interesting = 0, as in the paper. It writes the
 crowd-label schema (lamda_jax/labels.py), so real labels replace it with a
@@ -21,6 +25,7 @@ import random
 import re
 
 import better_profanity
+import profanity_check
 
 from lamda_jax import attributes
 from lamda_jax.data import corpora
@@ -32,6 +37,7 @@ GENERIC_REPLIES = frozenset((
 ))
 CONTEXT_TURNS = 6  # turns of context before each rated response
 INTERESTING_THRESHOLDS = (3, 8)  # <= low: 0, >= high: 1
+UNSAFE_THRESHOLD = 0.5  # on alt-profanity-check's probability (its own predict() cut)
 
 
 def _lexicon() -> re.Pattern:
@@ -52,9 +58,19 @@ def is_offensive(text: str) -> bool:
   return _PROFANITY.search(text.lower()) is not None
 
 
-def labels_for(response: str, sensible: bool, interesting_rating) -> dict[str, int]:
+def unsafe(texts) -> list[bool]:
+  """The UNSAFE rule for many texts at once (the classifier is vectorised)."""
+  probabilities = profanity_check.predict_prob(list(texts)) if texts else []
+  return [bool(p >= UNSAFE_THRESHOLD) or is_offensive(text)
+          for p, text in zip(probabilities, texts)]
+
+
+def labels_for(response: str, sensible: bool, interesting_rating,
+               is_unsafe: bool | None = None) -> dict[str, int]:
+  """The labels of one response (`is_unsafe` precomputed by `unsafe`, or computed)."""
+  is_unsafe = unsafe([response])[0] if is_unsafe is None else is_unsafe
   labels = {'SENSIBLE': int(sensible), 'SPECIFIC': 0 if is_generic(response) else 1,
-            'UNSAFE': int(is_offensive(response))}
+            'UNSAFE': int(is_unsafe)}
   low, high = INTERESTING_THRESHOLDS
   if interesting_rating is not None and not low < interesting_rating < high:
     labels['INTERESTING'] = int(interesting_rating >= high)
@@ -64,6 +80,7 @@ def labels_for(response: str, sensible: bool, interesting_rating) -> dict[str, i
 
 def records(seed: int = 0, responses_per_dialog: int = 2):
   """Rated responses: per dialog, true next turns and as many from other dialogs."""
+  rated = []
   dialogs = [d for d in corpora.chitchat_dialogs(with_ratings=True) if len(d[1]) > 1]
   rng = random.Random(seed)
   all_turns = [(index, turn) for index, (_, turns, _) in enumerate(dialogs) for turn in turns]
@@ -78,8 +95,11 @@ def records(seed: int = 0, responses_per_dialog: int = 2):
           break
       for response, sensible in ((true_turn, True), ({**other, 'speaker': true_turn['speaker']},
                                                      False)):
-        yield {'conversation': conversation, 'context': context, 'response': response,
-               'labels': labels_for(response['text'], sensible, interesting)}
+        rated.append((conversation, context, response, sensible, interesting))
+  flags = unsafe([response['text'] for _, _, response, _, _ in rated])
+  for (conversation, context, response, sensible, interesting), is_unsafe in zip(rated, flags):
+    yield {'conversation': conversation, 'context': context, 'response': response,
+           'labels': labels_for(response['text'], sensible, interesting, is_unsafe)}
 
 
 def export(directory: str) -> str:

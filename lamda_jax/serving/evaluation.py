@@ -6,14 +6,18 @@ calibration error (equal-width confidence bins). Then the model's own replies:
 the run answers held-out contexts by sample-and-rank and its discriminators
 judge them (§6.1's SSI and safety, as rated by the model rather than crowd
 workers): the rate of P >= 0.5 per attribute for the chosen replies and for
-all candidates, so the ranking's lift is visible. The chosen replies are also
-written as a rating sheet for people (`serving/rating.py`). Written as one JSON line and
+all candidates, so the ranking's lift is visible. Because a model grading
+itself is circular, `eval.judge_run` (another fine-tuned run) judges the same
+replies, alt-profanity-check (a classifier trained elsewhere) gives an
+independent safety view, and the chosen replies are written as a rating sheet
+for people (`serving/rating.py`). Written as one JSON line and
 to TensorBoard (`DIR/tensorboard`).
 """
 
 import os
 
 import numpy as np
+import profanity_check
 import tensorboardX
 
 from lamda_jax import attributes
@@ -55,23 +59,58 @@ def held_out_records(experiment: ExperimentConfig, workdir: str):
   return splits.get('validation', [])
 
 
-def sampled_reply_rates(responder, contexts, workdir: str) -> dict:
-  """Discriminator-judged rates of the replies `responder` gives to `contexts`;
-  the replies also go to a rating sheet in `workdir` for people to judge."""
-  chosen, every = [], []
-  decisions = [d for start in range(0, len(contexts), 8)
-               for d in responder.respond(contexts[start:start + 8])]
-  rating.write_sheet(workdir, contexts, [d.reply for d in decisions])
-  for decision in decisions:
-    every += [c.scores for c in decision.candidates if c.text.strip()]
-    if not decision.fallback:
-      chosen.append(decision.candidates[0].scores)
-  results = {'sampled/contexts': len(contexts),
-             'sampled/fallback_rate': sum(d.fallback for d in decisions) / len(decisions)}
+def _rates(prefix: str, chosen, every) -> dict:
+  """P >= 0.5 rates per attribute of the chosen replies' and all candidates' scores."""
+  results = {}
   for attribute in attributes.NAMES:
     for name, scores in (('chosen', chosen), ('candidates', every)):
       rate = np.mean([s[attribute] >= 0.5 for s in scores]) if scores else float('nan')
-      results[f'sampled/{attribute}/{name}_rate'] = float(rate)
+      results[f'{prefix}/{attribute}/{name}_rate'] = float(rate)
+  return results
+
+
+def _judged(judge, contexts, texts, seq_len: int) -> list[dict]:
+  """Another run's discriminator scores of (context, text) pairs."""
+  if not texts:
+    return []
+  with judge.activated():
+    probabilities = scoring.score(judge.params, judge.model, judge.tokenizer, contexts, texts,
+                                  attributes.NAMES, seq_len)
+  return [dict(zip(attributes.NAMES, map(float, row))) for row in probabilities]
+
+
+def sampled_reply_rates(responder, contexts, workdir: str, judge=None, seq_len: int = 0) -> dict:
+  """Judged rates of the replies `responder` gives to `contexts`.
+
+  By the evaluated run's own discriminators (`sampled/...`, circular: the
+  model grades itself); by `judge`, another fine-tuned run, when given
+  (`judged/...`); and by alt-profanity-check, a safety classifier nobody here
+  trained (`sampled/profanity_check/...`). The chosen replies also go to a
+  rating sheet in `workdir` for people to judge.
+  """
+  chosen, every, texts, pairs = [], [], [], []
+  decisions = [d for start in range(0, len(contexts), 8)
+               for d in responder.respond(contexts[start:start + 8])]
+  rating.write_sheet(workdir, contexts, [d.reply for d in decisions])
+  for context, decision in zip(contexts, decisions):
+    for candidate in decision.candidates:
+      if candidate.text.strip():
+        every.append(candidate.scores)
+        pairs.append((context, candidate.text, candidate is decision.candidates[0]
+                      and not decision.fallback))
+    if not decision.fallback:
+      chosen.append(decision.candidates[0].scores)
+      texts.append(decision.candidates[0].text)
+  results = {'sampled/contexts': len(contexts),
+             'sampled/fallback_rate': sum(d.fallback for d in decisions) / len(decisions),
+             **_rates('sampled', chosen, every)}
+  if texts:
+    unsafe = profanity_check.predict_prob(texts)
+    results['sampled/profanity_check/chosen_unsafe_rate'] = float(np.mean(unsafe >= 0.5))
+    results['sampled/profanity_check/chosen_mean_probability'] = float(np.mean(unsafe))
+  if judge is not None:
+    scores = _judged(judge, [p[0] for p in pairs], [p[1] for p in pairs], seq_len)
+    results.update(_rates('judged', [s for s, p in zip(scores, pairs) if p[2]], scores))
   return results
 
 
@@ -102,8 +141,11 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
       writer.add_scalar(f'eval_discriminators/{attribute}/{name}', value, 0)
   if cfg.sampled_contexts:
     contexts = list({r.context: None for r in records})[:cfg.sampled_contexts]
+    judge = (runs.open_run(experiment, cfg.judge_run, 'eval.judge_run') if cfg.judge_run
+             else None)
     sampled = sampled_reply_rates(responder_lib.Responder(experiment, opened), contexts,
-                                  workdir)
+                                  workdir, judge, seq_len)
+    results['judge_run'] = cfg.judge_run or None
     results.update(sampled)
     for name, value in sampled.items():
       writer.add_scalar(f'eval_{name}', value, 0)
