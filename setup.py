@@ -19,6 +19,7 @@ setuptools.setup(
         'flax>=0.12.8',
         'importlib_resources>=6.0',  # TFDS resolves builder code paths through etils.epath
         'jax>=0.10.2',
+        'matplotlib>=3.8',  # curves of runs as PNG (experiments/plot_run.py)
         'ml-collections>=1.1.0',
         'numpy>=2.0',
         'optax>=0.2.8',
