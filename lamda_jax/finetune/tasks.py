@@ -102,7 +102,8 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
                                                  not cfg.generator_data)
   records = (label_splits(experiment, workdir, 'finetune.labels', cfg.labels)
              if needs_labels or (cfg.labels and cfg.generator_weight > 0) else {})
-  unlabelled = generator_splits(experiment) if cfg.generator_weight > 0 else {}
+  unlabelled = (generator_splits(experiment) if cfg.generator_weight > 0 and cfg.generator_data
+                else {})
   if cfg.init_from:
     pipeline.inherit_tokenizer(experiment, workdir, cfg.init_from, 'finetune.init_from')
   tokenizer = pipeline.tokenizer_for(experiment, workdir)
