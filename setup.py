@@ -28,6 +28,7 @@ setuptools.setup(
         'tensorboardX>=2.6.2',
         'tensorflow-datasets>=4.9.10',
         'tqdm>=4.66',
+        'waitress>=3.0',  # the HTTP server of --mode serve: timeouts, connection limits
         'werkzeug>=3.1',
     ],
     extras_require={'dev': ['packaging>=24', 'pytest>=8.0', 'ruff>=0.15', 'scikit-learn>=1.5']},

@@ -482,19 +482,33 @@ class DecodeConfig:
 class ServeConfig:
   """`--mode serve`: POST /v1/respond on `host`:`port` (loopback unless changed).
 
-  Requests larger than `max_request_bytes`, with more than `max_turns` turns
-  or a turn longer than `max_turn_chars` are refused with a 4xx.
+  Requests larger than `max_request_bytes` or `max_header_bytes`, with more
+  than `max_turns` turns or a turn longer than `max_turn_chars` are refused
+  with a 4xx. At most `max_connections` clients are connected at once; one
+  that sends or reads nothing for `client_timeout_s` is dropped, so a slow
+  client never holds the others (`threads` answer in parallel; the model
+  answers one request at a time). At most `max_queue` requests wait for the
+  model; beyond that a request gets 503 with Retry-After. SIGTERM finishes the
+  requests in flight (up to `drain_timeout_s`), refuses new ones, exits 0.
   """
   host: str = '127.0.0.1'
   port: int = 8080
   max_request_bytes: int = 65536
+  max_header_bytes: int = 16384
   max_turns: int = 64
   max_turn_chars: int = 2000
+  threads: int = 8
+  max_connections: int = 64
+  max_queue: int = 16
+  client_timeout_s: int = 30
+  drain_timeout_s: int = 60
 
   def __post_init__(self):
     _check_int('serve.port', self.port, minimum=0, maximum=65535)
-    for name in ('max_request_bytes', 'max_turns', 'max_turn_chars'):
+    for name in ('max_request_bytes', 'max_header_bytes', 'max_turns', 'max_turn_chars',
+                 'threads', 'max_connections', 'client_timeout_s', 'drain_timeout_s'):
       _check_int(f'serve.{name}', getattr(self, name))
+    _check_int('serve.max_queue', self.max_queue, minimum=0)
 
 
 EMBEDDED_COLLECTIONS = ('wordnet', 'python_docs')

@@ -9,16 +9,32 @@
     GET  /healthz     -> 200 {"status": "ok"}
 
 Binds to 127.0.0.1 unless `serve.host` says otherwise. Every bad request gets
-a 4xx with a JSON {"error": ...} naming the problem: malformed JSON or a bad
-field (400), too many turns or too long a turn (422), a body over
-`serve.max_request_bytes` (413); an unexpected failure is a 500, never a crash.
-Requests are answered one at a time, as the model runs on the whole mesh.
+a 4xx with a JSON {"error": ...} naming the problem: malformed JSON, JSON
+nested deeper than MAX_JSON_DEPTH or a bad field (400), too many turns or too
+long a turn (422), a body over `serve.max_request_bytes` (413). Text with a
+NUL or another control character (tab, newline and carriage return aside) or a
+lone surrogate is refused (400, naming the field and the character), never
+cleaned silently. Unknown fields are ignored. An unexpected failure is a 500,
+never a crash.
+
+Waitress serves it: it reads each request whole before a worker thread sees
+it, drops clients idle past `serve.client_timeout_s` and caps connections and
+header sizes, so a slow or stalled client never holds the others. The model
+answers one request at a time (it runs on the whole mesh); at most
+`serve.max_queue` wait, and beyond that a request gets 503 with Retry-After.
+SIGTERM stops accepting, answers the requests in flight and exits cleanly.
 """
 
+import contextlib
 import json
+import signal
+import threading
+import time
+import unicodedata
 
 from absl import logging
-from werkzeug import exceptions, routing, serving
+import waitress
+from werkzeug import exceptions, routing
 from werkzeug.wrappers import Request, Response
 
 from lamda_jax.config import ServeConfig
@@ -28,19 +44,83 @@ ROUTES = routing.Map([routing.Rule('/v1/respond', endpoint='respond', methods=['
                       routing.Rule('/v1/toolset', endpoint='toolset', methods=['POST']),
                       routing.Rule('/healthz', endpoint='health', methods=['GET'])])
 MAX_CONVERSATION_ID = 128
+MAX_JSON_DEPTH = 32  # a dialog is 3 deep; nothing a client needs is deeper
+RETRY_AFTER_S = 1
 
 
-def _json(payload, status=200) -> Response:
-  return Response(json.dumps(payload), status=status, mimetype='application/json')
+def _json(payload, status=200, headers=None) -> Response:
+  return Response(json.dumps(payload), status=status, mimetype='application/json',
+                  headers=headers)
+
+
+class ModelQueue:
+  """Requests take turns on the model; at most `max_queue` wait for it."""
+
+  def __init__(self, max_queue: int):
+    self.max_queue = max_queue
+    self.draining = threading.Event()
+    self.in_flight = 0  # admitted: running or waiting
+    self._count = threading.Lock()
+    self._model = threading.Lock()
+
+  @contextlib.contextmanager
+  def turn(self):
+    with self._count:
+      if self.draining.is_set():
+        raise exceptions.ServiceUnavailable('the server is shutting down')
+      if self.in_flight > self.max_queue:
+        raise exceptions.ServiceUnavailable(
+            f'busy: {self.in_flight - 1} requests are waiting for the model', retry_after=RETRY_AFTER_S)
+      self.in_flight += 1
+    try:
+      with self._model:
+        yield
+    finally:
+      with self._count:
+        self.in_flight -= 1
 
 
 class UnprocessableDialog(exceptions.UnprocessableEntity):
   pass
 
 
+def _depth(body: str) -> int:
+  """The deepest nesting of brackets outside strings, found before parsing."""
+  depth = deepest = 0
+  in_string = escaped = False
+  for char in body:
+    if in_string:
+      if escaped:
+        escaped = False
+      elif char == '\\':
+        escaped = True
+      elif char == '"':
+        in_string = False
+    elif char == '"':
+      in_string = True
+    elif char in '[{':
+      depth += 1
+      deepest = max(deepest, depth)
+    elif char in ']}':
+      depth -= 1
+  return deepest
+
+
+def check_text(value: str, field: str):
+  """Refuses NUL and other control characters (tab, newline, CR aside) and lone surrogates."""
+  for index, char in enumerate(value):
+    if '\ud800' <= char <= '\udfff':
+      raise exceptions.BadRequest(f'{field}: a lone surrogate U+{ord(char):04X} at {index}')
+    if unicodedata.category(char) == 'Cc' and char not in '\t\n\r':
+      raise exceptions.BadRequest(f'{field}: control character U+{ord(char):04X} at {index}')
+
+
 def _json_body(body: bytes):
   try:
-    return json.loads(body.decode('utf-8'))
+    text = body.decode('utf-8')
+    if _depth(text) > MAX_JSON_DEPTH:
+      raise exceptions.BadRequest(f'JSON nested deeper than {MAX_JSON_DEPTH} levels')
+    return json.loads(text)
   except UnicodeDecodeError as error:
     raise exceptions.BadRequest(f'body is not UTF-8 (byte {error.start})') from None
   except json.JSONDecodeError as error:
@@ -59,6 +139,8 @@ def parse_toolset_request(body: bytes) -> tuple[str, str]:
   if not isinstance(conversation, str) or len(conversation) > MAX_CONVERSATION_ID:
     raise exceptions.BadRequest(f'conversation_id: needs a string of at most '
                                 f'{MAX_CONVERSATION_ID} characters')
+  check_text(query, 'query')
+  check_text(conversation, 'conversation_id')
   return query, conversation
 
 
@@ -72,15 +154,19 @@ def parse_request(body: bytes, cfg: ServeConfig):
   if len(turns) > cfg.max_turns:
     raise UnprocessableDialog(f'context: {len(turns)} turns, at most {cfg.max_turns} allowed')
   for index, turn in enumerate(turns):
+    check_text(turn.speaker, f'context[{index}].speaker')
+    check_text(turn.text, f'context[{index}].text')
     if len(turn.text) > cfg.max_turn_chars:
       raise UnprocessableDialog(f'context[{index}].text: {len(turn.text)} characters, at most '
                                 f'{cfg.max_turn_chars} allowed')
   return turns
 
 
-def make_app(respond, cfg: ServeConfig, toolset=None):
+def make_app(respond, cfg: ServeConfig, toolset=None, queue: ModelQueue | None = None):
   """A WSGI app around `respond(list of dialogs) -> list of Decisions`, and
-  `toolset(query, conversation_id) -> list of strings` when given (else 404)."""
+  `toolset(query, conversation_id) -> list of strings` when given (else 404);
+  `queue` admits requests to the model."""
+  queue = queue or ModelQueue(cfg.max_queue)
 
   class LimitedRequest(Request):
     max_content_length = cfg.max_request_bytes
@@ -94,13 +180,19 @@ def make_app(respond, cfg: ServeConfig, toolset=None):
       if endpoint == 'toolset':
         if toolset is None:
           raise exceptions.NotFound('this server has no toolset')
-        return _json({'results': toolset(*parse_toolset_request(request.get_data(cache=False)))})
+        query = parse_toolset_request(request.get_data(cache=False))
+        with queue.turn():
+          return _json({'results': toolset(*query)})
       turns = parse_request(request.get_data(cache=False), cfg)
-      return _json(respond([turns])[0].to_json())
+      with queue.turn():
+        decision = respond([turns])[0]
+      return _json(decision.to_json())
     except exceptions.RequestEntityTooLarge:
       return _json({'error': f'request body over {cfg.max_request_bytes} bytes'}, 413)
     except exceptions.HTTPException as error:
-      return _json({'error': error.description}, error.code)
+      retry = getattr(error, 'retry_after', None)
+      return _json({'error': error.description}, error.code,
+                   {'Retry-After': str(retry)} if retry else None)
     except Exception as error:  # pylint: disable=broad-exception-caught
       logging.exception('Failed to answer %s %s', request.method, request.path)
       return _json({'error': f'internal error: {type(error).__name__}: {error}'}, 500)
@@ -108,7 +200,54 @@ def make_app(respond, cfg: ServeConfig, toolset=None):
   return app
 
 
+def _close_when_idle(server, queue: ModelQueue, timeout_s: float):
+  """After SIGTERM: once the admitted requests are answered and their bytes
+  sent (or `timeout_s` passed), empty the server loop's map from inside the
+  loop (a trigger thunk), so `server.run()` returns."""
+  deadline = time.monotonic() + timeout_s
+  def busy():
+    channels = [c for c in list(server._map.values())  # pylint: disable=protected-access
+                if getattr(c, 'total_outbufs_len', 0) or getattr(c, 'requests', None)]
+    return queue.in_flight or channels
+  while busy() and time.monotonic() < deadline:
+    time.sleep(0.05)
+
+  def close_everything():
+    for dispatcher in list(server._map.values()):  # pylint: disable=protected-access
+      dispatcher.close()
+
+  server.trigger.pull_trigger(close_everything)
+
+
+def create_server(respond, cfg: ServeConfig, toolset=None):
+  """(the waitress server, its ModelQueue); `server.effective_port` is the bound port."""
+  queue = ModelQueue(cfg.max_queue)
+  server = waitress.create_server(
+      make_app(respond, cfg, toolset, queue), host=cfg.host, port=cfg.port, threads=cfg.threads,
+      connection_limit=cfg.max_connections, channel_timeout=cfg.client_timeout_s,
+      max_request_header_size=cfg.max_header_bytes, max_request_body_size=cfg.max_request_bytes,
+      ident='lamda_jax', expose_tracebacks=False)
+  return server, queue
+
+
 def serve(respond, cfg: ServeConfig, toolset=None):
-  logging.info('Serving POST http://%s:%d/v1/respond%s', cfg.host, cfg.port,
+  server, queue = create_server(respond, cfg, toolset)
+
+  def drain(*_):
+    logging.warning('SIGTERM: answering the %d requests in flight, then stopping.',
+                    queue.in_flight)
+    queue.draining.set()
+    server.accepting = False  # no new connections (the socket closes when the loop ends)
+    threading.Thread(target=_close_when_idle, args=(server, queue, cfg.drain_timeout_s),
+                     daemon=True).start()
+
+  previous = signal.signal(signal.SIGTERM, drain)
+  logging.info('Serving POST http://%s:%d/v1/respond%s', cfg.host, server.effective_port,
                ' and /v1/toolset' if toolset else '')
-  serving.run_simple(cfg.host, cfg.port, make_app(respond, cfg, toolset), threaded=False)
+  try:
+    server.run()
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    server.close()
+    server.task_dispatcher.shutdown()
+  logging.info('Stopped serving.')

@@ -1,0 +1,188 @@
+"""The HTTP server under load and hostile input, with a stand-in for the model:
+slow clients, a full queue, malformed bodies and SIGTERM."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from werkzeug.test import Client
+
+from lamda_jax.config import ServeConfig
+from lamda_jax.serving import server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIALOG = {'context': [{'speaker': 'A', 'text': 'hi'}]}
+
+
+class Reply:
+  def __init__(self, text):
+    self.text = text
+
+  def to_json(self):
+    return {'reply': self.text}
+
+
+def echo(dialogs):
+  return [Reply(f'{len(turns)} turns') for turns in dialogs]
+
+
+@pytest.mark.parametrize('body,status,message', [
+    ('[' * 20_000 + ']' * 20_000, 400, 'nested deeper than 32'),
+    ('{"context": [{"speaker": "A", "text": "a\\u0000b"}]}', 400,
+     r'context\[0\]\.text: control character U\+0000 at 1'),
+    ('{"context": [{"speaker": "A\\u0007", "text": "ok"}]}', 400,
+     r'context\[0\]\.speaker: control character U\+0007'),
+    ('{"context": [{"speaker": "A", "text": "x\\ud800"}]}', 400,
+     r'context\[0\]\.text: a lone surrogate U\+D800 at 1'),
+    ('{"context": [{"speaker": "A", "text": 7}]}', 400, r'context\[0\]: needs'),
+    ('{"context": {"speaker": "A"}}', 400, 'context: needs a list'),
+    ('{"query": "1+1\\u0000"}', 400, r'query: control character U\+0000'),
+])
+def test_hostile_bodies_get_a_4xx_naming_the_problem(body, status, message):
+  client = Client(server.make_app(echo, ServeConfig(), toolset=lambda q, c: [q]))
+  path = '/v1/toolset' if '"query"' in body else '/v1/respond'
+  response = client.post(path, data=body, content_type='application/json')
+  assert response.status_code == status
+  assert re.search(message, response.get_json()['error'])
+
+
+def test_tabs_newlines_and_unknown_fields_are_accepted():
+  client = Client(server.make_app(echo, ServeConfig()))
+  response = client.post('/v1/respond', json={
+      'context': [{'speaker': 'A', 'text': 'a\tb\nc\r', 'mood': 'happy'}], 'extra': [1, 2]})
+  assert response.status_code == 200 and response.get_json() == {'reply': '1 turns'}
+
+
+@pytest.fixture
+def running():
+  """Starts a waitress server on a free loopback port; yields (url, server, queue)."""
+  started = []
+
+  def start(respond, **settings):
+    cfg = ServeConfig(port=0, **settings)
+    http, queue = server.create_server(respond, cfg)
+    thread = threading.Thread(target=http.run, daemon=True)
+    thread.start()
+    started.append(http)
+    return f'http://127.0.0.1:{http.effective_port}', http, queue
+
+  yield start
+  for http in started:
+    http.close()
+
+
+def _post(url, body=DIALOG, timeout=10):
+  request = urllib.request.Request(url + '/v1/respond', data=json.dumps(body).encode(),
+                                   headers={'Content-Type': 'application/json'})
+  try:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+      return response.status, json.loads(response.read()), dict(response.headers)
+  except urllib.error.HTTPError as error:
+    return error.code, json.loads(error.read()), dict(error.headers)
+
+
+def test_a_stalled_client_does_not_hold_the_others(running):
+  url, http, _ = running(echo, client_timeout_s=30)
+  port = http.effective_port
+  stalled_headers = socket.create_connection(('127.0.0.1', port))
+  stalled_headers.sendall(b'POST /v1/respond HTTP/1.1\r\nHost: x\r\n')  # and nothing more
+  lying = socket.create_connection(('127.0.0.1', port))
+  lying.sendall(b'POST /v1/respond HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"co')
+  start = time.monotonic()
+  assert _post(url)[:2] == (200, {'reply': '1 turns'})
+  assert time.monotonic() - start < 2
+  stalled_headers.close()
+  lying.close()
+
+
+def test_oversize_headers_are_refused_and_serving_goes_on(running):
+  url, _, _ = running(echo, max_header_bytes=2048)
+  request = urllib.request.Request(url + '/v1/respond', data=json.dumps(DIALOG).encode(),
+                                   headers={'X-Padding': 'x' * 5000})
+  with pytest.raises(urllib.error.HTTPError) as refused:
+    urllib.request.urlopen(request, timeout=10)
+  assert 400 <= refused.value.code < 500
+  assert _post(url)[0] == 200
+
+
+def test_a_full_queue_answers_503_with_retry_after(running):
+  release, entered = threading.Event(), threading.Semaphore(0)
+
+  def slow(dialogs):
+    entered.release()
+    release.wait(10)
+    return echo(dialogs)
+
+  url, _, queue = running(slow, max_queue=1, threads=4)
+  results = []
+  first = threading.Thread(target=lambda: results.append(_post(url)))
+  first.start()
+  assert entered.acquire(timeout=10)  # the model is busy with the first
+  second = threading.Thread(target=lambda: results.append(_post(url)))
+  second.start()
+  deadline = time.monotonic() + 10
+  while queue.in_flight < 2 and time.monotonic() < deadline:  # the second waits its turn
+    time.sleep(0.01)
+  status, body, headers = _post(url)
+  assert status == 503 and 'waiting for the model' in body['error']
+  assert headers['Retry-After'] == '1'
+  release.set()
+  first.join(10)
+  second.join(10)
+  assert sorted(r[0] for r in results) == [200, 200]
+
+
+SERVE_SLOWLY = '''
+import sys, time
+from lamda_jax.config import ServeConfig
+from lamda_jax.serving import server
+
+class Reply:
+  def to_json(self):
+    return {"reply": "done"}
+
+def respond(dialogs):
+  print("answering", flush=True)
+  time.sleep(1.5)
+  return [Reply() for _ in dialogs]
+
+server.serve(respond, ServeConfig(port=int(sys.argv[1])))
+print("exited cleanly", flush=True)
+'''
+
+
+def test_sigterm_answers_the_request_in_flight_and_exits_0():
+  with socket.socket() as probe:
+    probe.bind(('127.0.0.1', 0))
+    port = probe.getsockname()[1]
+  process = subprocess.Popen([sys.executable, '-c', SERVE_SLOWLY, str(port)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  url = f'http://127.0.0.1:{port}'
+  deadline = time.monotonic() + 60
+  while time.monotonic() < deadline:
+    try:
+      socket.create_connection(('127.0.0.1', port), timeout=1).close()
+      break
+    except OSError:
+      time.sleep(0.1)
+  results = []
+  request = threading.Thread(target=lambda: results.append(_post(url, timeout=30)))
+  request.start()
+  assert process.stdout.readline().strip() == 'answering'
+  process.send_signal(signal.SIGTERM)
+  request.join(30)
+  assert results and results[0][:2] == (200, {'reply': 'done'})
+  stdout, stderr = process.communicate(timeout=30)
+  assert process.returncode == 0, stderr[-2000:]
+  assert 'exited cleanly' in stdout
+  with pytest.raises(OSError):  # nothing listens any more
+    socket.create_connection(('127.0.0.1', port), timeout=1).close()
