@@ -129,7 +129,8 @@ def serve_mode(experiment: config_lib.ExperimentConfig, workdir: str):
   answers = answerer(experiment)
   tools = getattr(answers, 'tools', None) or toolset.Toolset.from_config(experiment.toolset,
                                                                         workdir)
-  server.serve(answers.respond, experiment.serve, toolset.Conversations(tools))
+  server.serve(answers.respond, experiment.serve, toolset.Conversations(tools),
+               (experiment.decode.user_speaker, experiment.decode.model_speaker))
 
 
 def eval_grounded_mode(experiment: config_lib.ExperimentConfig, workdir: str):

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
+import openai
 import pytest
 from werkzeug.test import Client
 
@@ -23,12 +24,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIALOG = {'context': [{'speaker': 'A', 'text': 'hi'}]}
 
 
-class Reply:
-  def __init__(self, text):
-    self.text = text
+class Reply:  # what a Decision offers the server
+  def __init__(self, reply):
+    self.reply = reply
 
   def to_json(self):
-    return {'reply': self.text}
+    return {'reply': self.reply}
 
 
 def echo(dialogs):
@@ -177,7 +178,7 @@ def test_sigterm_answers_the_request_in_flight_and_exits_0():
   results = []
   request = threading.Thread(target=lambda: results.append(_post(url, timeout=30)))
   request.start()
-  assert process.stdout.readline().strip() == 'answering'
+  assert process.stdout.readline().strip().endswith('answering')
   process.send_signal(signal.SIGTERM)
   request.join(30)
   assert results and results[0][:2] == (200, {'reply': 'done'})
@@ -186,3 +187,35 @@ def test_sigterm_answers_the_request_in_flight_and_exits_0():
   assert 'exited cleanly' in stdout
   with pytest.raises(OSError):  # nothing listens any more
     socket.create_connection(('127.0.0.1', port), timeout=1).close()
+
+
+def test_the_openai_client_talks_to_the_chat_completions_endpoint(running):
+  """The real `openai` client, pointed at the local server: user turns are the
+  dialogs' user speaker, assistant turns the model's, system prompts left out."""
+  heard = []
+
+  def respond(dialogs):
+    heard.extend(dialogs)
+    return [Reply(f'{len(turns)} turns') for turns in dialogs]
+
+  url, _, _ = running(respond)
+  client = openai.OpenAI(base_url=f'{url}/v1', api_key='not needed', max_retries=0)
+  answer = client.chat.completions.create(model='lamda-tiny', messages=[
+      {'role': 'system', 'content': 'You are helpful.'},
+      {'role': 'user', 'content': 'hi!'},
+      {'role': 'assistant', 'content': 'hello, how are you?'},
+      {'role': 'user', 'content': [{'type': 'text', 'text': 'fine, '}, {'type': 'text', 'text': 'you?'}]},
+  ])
+  assert answer.choices[0].message.role == 'assistant'
+  assert answer.choices[0].message.content == '3 turns'
+  assert answer.choices[0].finish_reason == 'stop' and answer.model == 'lamda-tiny'
+  assert answer.model_extra['lamda'] == {'reply': '3 turns'}  # candidates and scores ride here
+  assert [(t.speaker, t.text) for t in heard[0]] == [
+      ('A', 'hi!'), ('B', 'hello, how are you?'), ('A', 'fine, you?')]
+  with pytest.raises(openai.BadRequestError, match='stream: streaming is not supported'):
+    client.chat.completions.create(model='x', stream=True,
+                                   messages=[{'role': 'user', 'content': 'hi'}])
+  with pytest.raises(openai.BadRequestError, match=r'messages\[0\]\.role: needs one of'):
+    client.chat.completions.create(model='x', messages=[{'role': 'tool', 'content': 'hi'}])
+  with pytest.raises(openai.BadRequestError, match=r'messages\[0\]\.text: control character'):
+    client.chat.completions.create(model='x', messages=[{'role': 'user', 'content': 'a\x00'}])

@@ -4,6 +4,9 @@
       -> 200 {"reply": ..., "fallback": ..., "candidates": [...]}
          and, through the research loop (research.enabled), the draft, the
          "transcript" [{"speaker", "text"}], "calls", "citation" and "events"
+    POST /v1/chat/completions  OpenAI's chat format: {"messages": [{"role", "content"}]}
+      -> 200 {"object": "chat.completion", "choices": [{"message": {"role": "assistant",
+         "content": reply}, ...}], "lamda": the /v1/respond answer (candidates, scores)}
     POST /v1/toolset  {"query": "135+7721", "conversation_id": "c1"}   (when given a toolset)
       -> 200 {"results": ["7856"]}
     GET  /healthz     -> 200 {"status": "ok"}
@@ -31,6 +34,7 @@ import signal
 import threading
 import time
 import unicodedata
+import uuid
 
 from absl import logging
 import waitress
@@ -41,6 +45,7 @@ from lamda_jax.config import ServeConfig
 from lamda_jax.data import dialog
 
 ROUTES = routing.Map([routing.Rule('/v1/respond', endpoint='respond', methods=['POST']),
+                      routing.Rule('/v1/chat/completions', endpoint='chat', methods=['POST']),
                       routing.Rule('/v1/toolset', endpoint='toolset', methods=['POST']),
                       routing.Rule('/healthz', endpoint='health', methods=['GET'])])
 MAX_CONVERSATION_ID = 128
@@ -144,6 +149,19 @@ def parse_toolset_request(body: bytes) -> tuple[str, str]:
   return query, conversation
 
 
+def check_dialog(turns, cfg: ServeConfig, field: str = 'context'):
+  """The limits and text rules every dialog a client sends must meet."""
+  if len(turns) > cfg.max_turns:
+    raise UnprocessableDialog(f'{field}: {len(turns)} turns, at most {cfg.max_turns} allowed')
+  for index, turn in enumerate(turns):
+    check_text(turn.speaker, f'{field}[{index}].speaker')
+    check_text(turn.text, f'{field}[{index}].text')
+    if len(turn.text) > cfg.max_turn_chars:
+      raise UnprocessableDialog(f'{field}[{index}].text: {len(turn.text)} characters, at most '
+                                f'{cfg.max_turn_chars} allowed')
+  return turns
+
+
 def parse_request(body: bytes, cfg: ServeConfig):
   """The request's dialog as Turns; a 4xx exception names what is wrong."""
   record = _json_body(body)
@@ -151,25 +169,78 @@ def parse_request(body: bytes, cfg: ServeConfig):
     turns = dialog.parse_context(record)
   except ValueError as error:
     raise exceptions.BadRequest(str(error)) from None
-  if len(turns) > cfg.max_turns:
-    raise UnprocessableDialog(f'context: {len(turns)} turns, at most {cfg.max_turns} allowed')
-  for index, turn in enumerate(turns):
-    check_text(turn.speaker, f'context[{index}].speaker')
-    check_text(turn.text, f'context[{index}].text')
-    if len(turn.text) > cfg.max_turn_chars:
-      raise UnprocessableDialog(f'context[{index}].text: {len(turn.text)} characters, at most '
-                                f'{cfg.max_turn_chars} allowed')
-  return turns
+  return check_dialog(turns, cfg)
 
 
-def make_app(respond, cfg: ServeConfig, toolset=None, queue: ModelQueue | None = None):
+CHAT_ROLES = {'user': 0, 'assistant': 1, 'system': None, 'developer': None}
+
+
+def parse_chat_request(body: bytes, cfg: ServeConfig, speakers) -> tuple[tuple, str]:
+  """(dialog, model name) of an OpenAI chat-completions request.
+
+  `user` turns are spoken by speakers[0] and `assistant` turns by speakers[1];
+  `system` and `developer` messages are left out (LaMDA's context is the
+  dialog alone). Content is a string or a list of text parts. One choice, no
+  streaming: anything else is a 400 naming the field.
+  """
+  record = _json_body(body)
+  if not isinstance(record, dict):
+    raise exceptions.BadRequest('not a JSON object')
+  if record.get('stream'):
+    raise exceptions.BadRequest('stream: streaming is not supported; ask without it')
+  if record.get('n', 1) != 1:
+    raise exceptions.BadRequest(f'n: one choice is returned, got {record.get("n")!r}')
+  messages = record.get('messages')
+  if not isinstance(messages, list) or not messages:
+    raise exceptions.BadRequest('messages: needs a non-empty list of {"role", "content"}')
+  turns = []
+  for index, message in enumerate(messages):
+    field = f'messages[{index}]'
+    if not isinstance(message, dict) or message.get('role') not in CHAT_ROLES:
+      raise exceptions.BadRequest(f'{field}.role: needs one of {", ".join(CHAT_ROLES)}')
+    content = message.get('content')
+    if isinstance(content, list):
+      content = ''.join(part['text'] for part in content if isinstance(part, dict)
+                        and part.get('type') == 'text' and isinstance(part.get('text'), str))
+    if not isinstance(content, str):
+      raise exceptions.BadRequest(f'{field}.content: needs a string or a list of text parts')
+    speaker = CHAT_ROLES[message['role']]
+    if speaker is None:
+      continue
+    if not content.strip():
+      raise exceptions.BadRequest(f'{field}.content: is empty')
+    turns.append(dialog.Turn(speakers[speaker], content))
+  model = record.get('model')
+  return check_dialog(tuple(turns), cfg, 'messages'), model if isinstance(model, str) else 'lamda'
+
+
+def chat_completion(decision, model: str) -> dict:
+  """An OpenAI chat.completion object around a Decision; `lamda` holds the rest."""
+  return {'id': f'chatcmpl-{uuid.uuid4().hex}', 'object': 'chat.completion',
+          'created': int(time.time()), 'model': model,
+          'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': decision.reply},
+                       'finish_reason': 'stop', 'logprobs': None}],
+          'lamda': decision.to_json()}
+
+
+def make_app(respond, cfg: ServeConfig, toolset=None, queue: ModelQueue | None = None,
+             speakers=('A', 'B')):
   """A WSGI app around `respond(list of dialogs) -> list of Decisions`, and
   `toolset(query, conversation_id) -> list of strings` when given (else 404);
-  `queue` admits requests to the model."""
+  `queue` admits requests to the model; `speakers` (user, model) name the
+  turns of chat-completions messages as the training dialogs do."""
   queue = queue or ModelQueue(cfg.max_queue)
 
   class LimitedRequest(Request):
     max_content_length = cfg.max_request_bytes
+
+  def error(request, message: str, status: int, headers=None) -> Response:
+    """{"error": message}; on the OpenAI endpoint, OpenAI's error object."""
+    if request.path == '/v1/chat/completions':
+      kind = 'invalid_request_error' if status < 500 else 'server_error'
+      return _json({'error': {'message': message, 'type': kind, 'param': None, 'code': None}},
+                   status, headers)
+    return _json({'error': message}, status, headers)
 
   @LimitedRequest.application
   def app(request):
@@ -183,19 +254,23 @@ def make_app(respond, cfg: ServeConfig, toolset=None, queue: ModelQueue | None =
         query = parse_toolset_request(request.get_data(cache=False))
         with queue.turn():
           return _json({'results': toolset(*query)})
+      if endpoint == 'chat':
+        turns, model = parse_chat_request(request.get_data(cache=False), cfg, speakers)
+        with queue.turn():
+          return _json(chat_completion(respond([turns])[0], model))
       turns = parse_request(request.get_data(cache=False), cfg)
       with queue.turn():
         decision = respond([turns])[0]
       return _json(decision.to_json())
     except exceptions.RequestEntityTooLarge:
-      return _json({'error': f'request body over {cfg.max_request_bytes} bytes'}, 413)
-    except exceptions.HTTPException as error:
-      retry = getattr(error, 'retry_after', None)
-      return _json({'error': error.description}, error.code,
+      return error(request, f'request body over {cfg.max_request_bytes} bytes', 413)
+    except exceptions.HTTPException as failure:
+      retry = getattr(failure, 'retry_after', None)
+      return error(request, failure.description, failure.code,
                    {'Retry-After': str(retry)} if retry else None)
-    except Exception as error:  # pylint: disable=broad-exception-caught
+    except Exception as failure:  # pylint: disable=broad-exception-caught
       logging.exception('Failed to answer %s %s', request.method, request.path)
-      return _json({'error': f'internal error: {type(error).__name__}: {error}'}, 500)
+      return error(request, f'internal error: {type(failure).__name__}: {failure}', 500)
 
   return app
 
@@ -219,19 +294,19 @@ def _close_when_idle(server, queue: ModelQueue, timeout_s: float):
   server.trigger.pull_trigger(close_everything)
 
 
-def create_server(respond, cfg: ServeConfig, toolset=None):
+def create_server(respond, cfg: ServeConfig, toolset=None, speakers=('A', 'B')):
   """(the waitress server, its ModelQueue); `server.effective_port` is the bound port."""
   queue = ModelQueue(cfg.max_queue)
   server = waitress.create_server(
-      make_app(respond, cfg, toolset, queue), host=cfg.host, port=cfg.port, threads=cfg.threads,
+      make_app(respond, cfg, toolset, queue, speakers), host=cfg.host, port=cfg.port, threads=cfg.threads,
       connection_limit=cfg.max_connections, channel_timeout=cfg.client_timeout_s,
       max_request_header_size=cfg.max_header_bytes, max_request_body_size=cfg.max_request_bytes,
       ident='lamda_jax', expose_tracebacks=False)
   return server, queue
 
 
-def serve(respond, cfg: ServeConfig, toolset=None):
-  server, queue = create_server(respond, cfg, toolset)
+def serve(respond, cfg: ServeConfig, toolset=None, speakers=('A', 'B')):
+  server, queue = create_server(respond, cfg, toolset, speakers)
 
   def drain(*_):
     logging.warning('SIGTERM: answering the %d requests in flight, then stopping.',
@@ -242,8 +317,8 @@ def serve(respond, cfg: ServeConfig, toolset=None):
                      daemon=True).start()
 
   previous = signal.signal(signal.SIGTERM, drain)
-  logging.info('Serving POST http://%s:%d/v1/respond%s', cfg.host, server.effective_port,
-               ' and /v1/toolset' if toolset else '')
+  logging.info('Serving POST http://%s:%d/v1/respond, /v1/chat/completions%s', cfg.host,
+               server.effective_port, ' and /v1/toolset' if toolset else '')
   try:
     server.run()
   finally:
