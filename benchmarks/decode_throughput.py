@@ -21,10 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import machine
 from configs import bench
 from lamda_jax import config as config_lib
 from lamda_jax.serving import decoding, scoring
 from lamda_jax.training import trainer as trainer_lib
+
+CPU = machine.describe_cpu()  # in every line: one CPU's numbers are not another's
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
@@ -76,7 +79,8 @@ def main(argv):
   cfg = experiment.model
   for precision in ('float32', 'bfloat16'):
     run = dataclasses.replace(experiment, model=dataclasses.replace(cfg, dtype=precision))
-    print(json.dumps({'system': f'lamda_jax (jax {jax.__version__})', 'config': experiment.name,
+    print(json.dumps({'system': f'lamda_jax (jax {jax.__version__})', 'cpu': CPU,
+                      'config': experiment.name,
                       'task': 'generate', 'precision': precision,
                       **measure(run, _REPEATS.value)}), flush=True)
   if _PEER_PYTHON.value:

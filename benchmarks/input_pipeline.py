@@ -15,10 +15,12 @@ from absl import app
 import jax
 import numpy as np
 
-from benchmarks import train_throughput
+from benchmarks import machine, train_throughput
 from configs import tiny
 from lamda_jax import config as config_lib
 from lamda_jax.data import pipeline
+
+CPU = machine.describe_cpu()  # in every line: one CPU's numbers are not another's
 
 
 def main(argv):
@@ -32,7 +34,7 @@ def main(argv):
     built = pipeline.build(experiment, workdir)
     warm = time.perf_counter() - start
   rows = {name: len(r['targets']) for name, r in built.train.sources.items()}
-  print(json.dumps({'benchmark': 'input_pipeline_build', 'config': experiment.name,
+  print(json.dumps({'benchmark': 'input_pipeline_build', 'cpu': CPU, 'config': experiment.name,
                     'cold_start_seconds': cold, 'warm_start_seconds': warm,
                     'train_rows': rows, 'packing_efficiency': built.packing_efficiency}),
         flush=True)
@@ -46,7 +48,7 @@ def main(argv):
   step_tokens_per_second = train_throughput.jax_throughput(experiment, steps=5)
   consumed_rows_per_second = step_tokens_per_second / experiment.train.seq_len
   print(json.dumps({
-      'benchmark': 'input_pipeline_vs_train_step', 'config': experiment.name,
+      'benchmark': 'input_pipeline_vs_train_step', 'cpu': CPU, 'config': experiment.name,
       'sampler_rows_per_second': sampler_rows_per_second,
       'train_step_rows_per_second': consumed_rows_per_second,
       'headroom': sampler_rows_per_second / consumed_rows_per_second,

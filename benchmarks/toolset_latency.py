@@ -20,11 +20,13 @@ import time
 from absl import app, flags
 import numpy as np
 
-from benchmarks import decode_throughput
+from benchmarks import decode_throughput, machine
 from configs import bench
 from lamda_jax import config as config_lib
 from lamda_jax.data import corpora
 from lamda_jax.grounding import calculator, retrieval, translator
+
+CPU = machine.describe_cpu()  # in every line: one CPU's numbers are not another's
 
 _SYNTHETIC = flags.DEFINE_integer('synthetic', 1_000_000, 'Snippets in the synthetic collection.')
 _QUERIES = flags.DEFINE_integer('queries', 200, 'Timed queries per measurement.')
@@ -83,18 +85,18 @@ def main(argv):
                                                                          dtype='bfloat16'))
   decode = decode_throughput.measure(experiment, repeats=2)
   step_ms = 1e3 * decode['generate_seconds'] / decode_throughput.NEW_TOKENS
-  print(json.dumps({'benchmark': 'decoding_step', 'config': 'bench', 'precision': 'bfloat16',
+  print(json.dumps({'benchmark': 'decoding_step', 'cpu': CPU, 'config': 'bench', 'precision': 'bfloat16',
                     'candidates': decode_throughput.CANDIDATES, 'step_ms': step_ms}), flush=True)
 
   expressions = [f'{rng.randrange(1, 10**6)} {rng.choice("+-*/")} {rng.randrange(1, 10**4)}'
                  for _ in range(_QUERIES.value)]
-  print(json.dumps({'benchmark': 'calculator', **_latency_ms(calculator.calculate, expressions)}),
+  print(json.dumps({'benchmark': 'calculator', 'cpu': CPU, **_latency_ms(calculator.calculate, expressions)}),
         flush=True)
   if os.path.exists(os.path.join(translator.DEBIAN_DIR, 'freedict-eng-deu.index')):
     words = ['house', 'dog', 'cat', 'water', 'city', 'tree', 'book', 'good morning', 'xyzzy']
     phrases = [f'{rng.choice(words)} in {rng.choice(["French", "German", "Spanish"])}'
                for _ in range(_QUERIES.value)]
-    print(json.dumps({'benchmark': 'translator', **_latency_ms(translator.Translator(), phrases)}),
+    print(json.dumps({'benchmark': 'translator', 'cpu': CPU, **_latency_ms(translator.Translator(), phrases)}),
           flush=True)
 
   with tempfile.TemporaryDirectory() as directory:

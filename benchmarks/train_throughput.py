@@ -19,11 +19,14 @@ from absl import app, flags
 import jax
 import numpy as np
 
+from benchmarks import machine
 from configs import bench, tiny
 from lamda_jax import config as config_lib
 from lamda_jax.model import stats
 from lamda_jax.training import metrics
 from lamda_jax.training import trainer as trainer_lib
+
+CPU = machine.describe_cpu()  # in every line: one CPU's numbers are not another's
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
@@ -58,7 +61,7 @@ def jax_throughput(experiment, steps: int) -> float:
 def main(argv):
   del argv
   peaks = {dtype: metrics.measure_peak_flops(dtype) for dtype in ('float32', 'bfloat16')}
-  print(json.dumps({'system': f'jax_{jax.__version__}', 'gemm_peak_flops': peaks,
+  print(json.dumps({'system': f'jax_{jax.__version__}', 'cpu': CPU, 'gemm_peak_flops': peaks,
                     'devices': jax.device_count()}), flush=True)
   for module in (tiny, bench):
     experiment = config_lib.load(module.get_config())
@@ -70,7 +73,7 @@ def main(argv):
       run = dataclasses.replace(experiment, model=dataclasses.replace(cfg, dtype=precision))
       tokens_per_second = jax_throughput(run, _STEPS.value)
       print(json.dumps({
-          'system': 'lamda_jax', 'config': experiment.name, 'precision': precision,
+          'system': 'lamda_jax', 'cpu': CPU, 'config': experiment.name, 'precision': precision,
           'tokens_per_second': tokens_per_second, 'flops_per_token': flops,
           'mfu_vs_measured_peak': flops * tokens_per_second / (peaks[precision] *
                                                                jax.device_count())}), flush=True)
