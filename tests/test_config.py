@@ -16,7 +16,9 @@ from lamda_jax.training import partitioning
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) +
                       glob.glob(os.path.join(ROOT, 'experiments', '*.py')))
-CONFIG_FILES = [path for path in CONFIG_FILES if not path.endswith('__init__.py')]
+# experiments/ also holds commands (plot_run, quality_safety_recipe): a config defines get_config.
+CONFIG_FILES = [path for path in CONFIG_FILES if not path.endswith('__init__.py') and (
+    '/configs/' in path or 'def get_config' in open(path, encoding='utf-8').read())]
 
 
 def _tiny_with(section, field, value):

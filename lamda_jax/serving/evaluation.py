@@ -93,13 +93,13 @@ def sampled_reply_rates(responder, contexts, workdir: str, judge=None, seq_len: 
                for d in responder.respond(contexts[start:start + 8])]
   rating.write_sheet(workdir, contexts, [d.reply for d in decisions])
   for context, decision in zip(contexts, decisions):
-    for candidate in decision.candidates:
+    for candidate in decision.candidates:  # (PT ranking scores nothing: no own view)
       if candidate.text.strip():
-        every.append(candidate.scores)
+        every += [candidate.scores] if candidate.scores else []
         pairs.append((context, candidate.text, candidate is decision.candidates[0]
                       and not decision.fallback))
     if not decision.fallback:
-      chosen.append(decision.candidates[0].scores)
+      chosen += [decision.candidates[0].scores] if decision.candidates[0].scores else []
       texts.append(decision.candidates[0].text)
   results = {'sampled/contexts': len(contexts),
              'sampled/fallback_rate': sum(d.fallback for d in decisions) / len(decisions),

@@ -1,0 +1,153 @@
+"""The paper's quality-and-safety recipe (§6.1) in one command, at any scale.
+
+  python -m experiments.quality_safety_recipe --config configs/tiny.py --workdir runs/recipe
+
+1. pre-train (`pretrain/`);
+2. fine-tune the discriminators on rated responses (`finetune.labels`), from 1;
+3. generate candidates for contexts of the rated data's *training* split with
+   the pre-trained model (`generate/generated.jsonl`);
+4. filter them with the discriminators (`filter/filtered.jsonl`: the paper's
+   2.5M -> 800K step);
+5. fine-tune the generator on the kept responses, the discriminators staying
+   in the mixture, from 2 (`generator/`);
+6. answer the same *held-out* contexts with the pre-trained model (PT ranking,
+   by likelihood), the discriminator-ranked model (2, sample-and-rank) and the
+   generator-fine-tuned model (5, sample-and-rank); the discriminators of 2
+   judge every chosen reply, alt-profanity-check gives an independent safety
+   view, and each system's replies go to a rating sheet for people
+   (`evaluate/<system>/`).
+
+`results.json` and `results.md` compare the three systems; every stage's
+artefacts and the exact config stay under the workdir.
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from lamda_jax import config as config_lib
+from lamda_jax import console
+from lamda_jax.finetune import tasks
+from lamda_jax.serving import evaluation, filtering, generate, runs
+from lamda_jax.serving import responder as responder_lib
+from lamda_jax.training import loop
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/recipe', 'Where every stage writes.')
+_CONTEXTS = flags.DEFINE_integer('contexts', 64, 'Training contexts to generate candidates for.')
+_HELD_OUT = flags.DEFINE_integer('held_out', 32, 'Held-out contexts the systems answer.')
+
+SYSTEMS = (  # (name, the stage whose run answers, ranking)
+    ('pre-trained (PT ranking)', 'pretrain', 'pt'),
+    ('discriminator-ranked', 'discriminators', 'lamda'),
+    ('generator fine-tuned', 'generator', 'lamda'),
+)
+ATTRIBUTES = ('SENSIBLE', 'SPECIFIC', 'INTERESTING', 'UNSAFE')
+
+
+def _with(experiment, **sections):
+  return dataclasses.replace(experiment, **{
+      name: dataclasses.replace(getattr(experiment, name), **fields)
+      for name, fields in sections.items()})
+
+
+def _contexts(records, count: int):
+  """The first `count` distinct contexts of rated records, in order."""
+  return list({record.context: None for record in records if record.context})[:count]
+
+
+def _write_contexts(path: str, contexts):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w', encoding='utf-8') as f:
+    for context in contexts:
+      f.write(json.dumps({'context': [dataclasses.asdict(turn) for turn in context]}) + '\n')
+  return path
+
+
+def run(experiment: config_lib.ExperimentConfig, workdir: str, contexts: int = 64,
+        held_out: int = 32) -> dict:
+  stage = {name: os.path.join(workdir, name) for name in
+           ('pretrain', 'discriminators', 'generate', 'filter', 'generator', 'evaluate')}
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
+    f.write(experiment.to_config_dict().to_json_best_effort(indent=1))
+
+  loop.run(experiment, stage['pretrain'])
+
+  rated = tasks.finetune_experiment(_with(
+      experiment, finetune={'generator_weight': 0.0, 'init_from': stage['pretrain']}))
+  loop.run(rated, stage['discriminators'], tasks.build(rated, stage['discriminators']),
+           init_from=stage['pretrain'])
+
+  splits = tasks.label_splits(rated, stage['discriminators'], 'finetune.labels',
+                              rated.finetune.labels)
+  held_out_contexts = _contexts(splits['validation'], held_out)
+  # Conversations are split, but one context ("Hi there!") can open several:
+  # none that the systems are judged on is ever generated for.
+  unseen = set(_contexts(splits['validation'], len(splits['validation'])))
+  training_contexts = _contexts([r for r in splits['train'] if r.context not in unseen], contexts)
+  sampling = _with(experiment, decode={'from_run': stage['pretrain'], 'ranking': 'pt'})
+  generated = generate.run(
+      responder_lib.Responder(sampling),
+      _write_contexts(os.path.join(stage['generate'], 'contexts.jsonl'), training_contexts),
+      stage['generate'])
+  filtered = filtering.run(_with(experiment, filter={
+      'candidates': generated['output'], 'from_run': stage['discriminators']}), stage['filter'])
+
+  tuned = tasks.finetune_experiment(_with(experiment, finetune={
+      'init_from': stage['discriminators'],
+      'generator_data': (os.path.join(stage['filter'], 'filtered.jsonl'),)}))
+  loop.run(tuned, stage['generator'], tasks.build(tuned, stage['generator']),
+           init_from=stage['discriminators'])
+
+  judge = runs.open_run(experiment, stage['discriminators'], 'the recipe\'s judge')
+  systems = {}
+  for name, answering, ranking in SYSTEMS:
+    answering_experiment = _with(experiment, decode={'from_run': stage[answering],
+                                                     'ranking': ranking})
+    folder = os.path.join(stage['evaluate'], answering)
+    systems[name] = evaluation.sampled_reply_rates(
+        responder_lib.Responder(answering_experiment), held_out_contexts, folder, judge,
+        experiment.train.seq_len)
+  result = {'generated': generated, 'filtered': filtered,
+            'training_contexts': len(training_contexts), 'held_out_contexts': len(held_out_contexts),
+            'judge': stage['discriminators'], 'systems': systems}
+  with open(os.path.join(workdir, 'results.json'), 'w', encoding='utf-8') as f:
+    json.dump(result, f, indent=1)
+  with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
+    f.write(markdown(result))
+  return result
+
+
+def markdown(result: dict) -> str:
+  """The systems side by side: judged rates of the chosen replies."""
+  lines = [f'Held-out contexts: {result["held_out_contexts"]}; candidates generated for '
+           f'{result["training_contexts"]} training contexts, {result["filtered"].get("kept", 0)} '
+           f'of {result["filtered"]["candidates"]} kept by the filter. Judge: the '
+           f'discriminators of `{result["judge"]}`; profanity: alt-profanity-check.', '',
+           '| system | sensible | specific | interesting | SSI | unsafe (judge) | '
+           'unsafe (profanity-check) | fallback |', '|---|---|---|---|---|---|---|---|']
+  for name, rates in result['systems'].items():
+    judged = [rates.get(f'judged/{a}/chosen_rate', float('nan')) for a in ATTRIBUTES]
+    ssi = sum(judged[:3]) / 3
+    profanity = rates.get('sampled/profanity_check/chosen_unsafe_rate', float('nan'))
+    lines.append(f'| {name} | ' + ' | '.join(f'{v:.2f}' for v in (*judged[:3], ssi, judged[3],
+                                                                 profanity)) +
+                 f' | {rates["sampled/fallback_rate"]:.2f} |')
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  console.setup(_WORKDIR.value, verbose=False)
+  experiment = config_lib.load(_CONFIG.value)
+  print(json.dumps(run(experiment, _WORKDIR.value, _CONTEXTS.value, _HELD_OUT.value)['systems']))
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)
