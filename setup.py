@@ -12,11 +12,13 @@ setuptools.setup(
     # Lower bounds are the versions the test suite was run with.
     install_requires=[
         'absl-py>=2.1',
+        'apache-beam>=2.77.0',  # prepares a big corpus's packed rows on Dataflow / Spark / Flink
         'alt-profanity-check>=1.9.1',  # an independent safety judge (scikit-learn, offline)
         'better-profanity>=0.7.0',
         'bm25s>=0.3.16',
         'chitchat-dataset>=0.9.0',
         'flax>=0.12.8',
+        'grain>=0.2.18',  # reads packed rows from ArrayRecord: index shuffle, prefetch
         'importlib_resources>=6.0',  # TFDS resolves builder code paths through etils.epath
         'jax>=0.10.2',
         'matplotlib>=3.8',  # curves of runs as PNG (experiments/plot_run.py)

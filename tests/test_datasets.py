@@ -41,6 +41,10 @@ def test_each_bad_dialog_record_is_reported_with_file_and_line(tmp_path):
       ['not', 'an', 'object'],
       {'id': 'no-turns'},
       _dialog(1, 'how are you', 'fine'),
+      b'[' * 100_000 + b']' * 100_000 + b'\n',  # RecursionError inside the JSON decoder
+      b'{"turns": [{"speaker": "A", "text": "half a pair \\ud83d"}]}\n',  # a lone surrogate
+      {'turns': [{'speaker': 'A', 'text': 'deep', 'x': [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]},
+      {'turns': [{'speaker': 'A', 'text': 'bell\x07 and back\x08space'}]},
   ])
   source = _prepare(tmp_path, 'dialogs', path, eval_fraction=1e-6)
   assert source.bad_records.to_json() == {
@@ -51,10 +55,14 @@ def test_each_bad_dialog_record_is_reported_with_file_and_line(tmp_path):
       'turn 0 has empty text': [f'{path}:6'],
       'not a JSON object': [f'{path}:7'],
       'missing "turns" list': [f'{path}:8'],
+      'JSON nested deeper than 32 levels': [f'{path}:10', f'{path}:12'],
+      'a lone surrogate U+D83D in a string': [f'{path}:11'],
   }
   records = dict(source.records('train'))
   assert records == {f'{path}:1': {'speakers': ['A', 'B'], 'texts': ['hi', 'hello']},
-                     f'{path}:9': {'speakers': ['A', 'B'], 'texts': ['how are you', 'fine']}}
+                     f'{path}:9': {'speakers': ['A', 'B'], 'texts': ['how are you', 'fine']},
+                     # the rule for control characters: each becomes a space
+                     f'{path}:13': {'speakers': ['A'], 'texts': ['bell  and back space']}}
   # The report is kept with the prepared data and comes back on the next load.
   assert _prepare(tmp_path, 'dialogs', path, 1e-6).bad_records.counts()['empty dialog'] == 1
 

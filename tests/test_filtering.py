@@ -8,7 +8,7 @@ import pytest
 
 from lamda_jax import attributes
 from lamda_jax import config as config_lib
-from lamda_jax.data import dialog
+from lamda_jax.data import builders, dialog
 from lamda_jax.data.dialog import Turn
 from lamda_jax.finetune import tasks
 from lamda_jax.serving import filtering, generate, responder, runs
@@ -102,7 +102,8 @@ def test_generate_filter_finetune_chain_without_conversion(tmp_path, a_run):
   for record in kept:  # origin <file>:<line>#<candidate>, the candidate's own text and speaker
     where, index = record['origin'].rsplit('#', 1)
     source = records[int(where.rsplit(':', 1)[1]) - 1]
-    assert record['response'] == {'speaker': 'B', 'text': source['candidates'][int(index)]['text']}
+    candidate = dialog.cleaned_text(source['candidates'][int(index)]['text'])  # the reader's rule
+    assert record['response'] == {'speaker': 'B', 'text': candidate}
     assert record['context'] == source['context']
     assert record['conversation'] == source['conversation']
 
@@ -148,4 +149,4 @@ def test_generator_data_that_kept_nothing_is_named(tmp_path, a_run):
   experiment = dataclasses.replace(experiment, finetune=config_lib.FinetuneConfig(
       generator_data=(str(empty),), discriminator_weight=0.0))
   with pytest.raises(config_lib.ConfigError, match=r'finetune\.generator_data: .*hold no'):
-    tasks.generator_splits(experiment)
+    tasks.generator_splits(experiment, builders.BadRecords())

@@ -150,12 +150,16 @@ def test_the_tfds_labels_builder_keeps_every_record_and_splits_by_conversation(t
   assert set(splits) == {'train', 'validation'}
 
 
-def test_the_tfds_labels_builder_fails_on_a_bad_line_naming_it(tmp_path):
+def test_the_tfds_labels_builder_counts_bad_lines_and_keeps_the_rest(tmp_path):
   path = _labels_file(tmp_path, {**GOOD, 'labels': {'SENSIBLE': 1}},
-                      {**GOOD, 'votes': {'UNSAFE': [0, 1]}})
-  with pytest.raises(dialog.RecordError,
-                     match=f'^config.eval.labels: {path}:2: votes.UNSAFE: needs 3 votes'):
-    labels.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 0.1)
+                      {**GOOD, 'votes': {'UNSAFE': [0, 1]}},
+                      b'{"context": [{"speaker": "A", "text": "\\udc00"}]}\n',
+                      {**GOOD, 'labels': {'SPECIFIC': 0}})
+  splits = labels.prepare_labels('eval.labels', [path], str(tmp_path / 'tfds'), 1e-6)
+  assert [r.origin for r in splits['train']] == [f'{path}:1', f'{path}:4']
+  report = json.loads(next((tmp_path / 'tfds').glob('labels-*/bad_records.json')).read_text())
+  assert report == {'votes.UNSAFE: needs 3 votes, got [0, 1]': [f'{path}:2'],
+                    'a lone surrogate U+DC00 in a string': [f'{path}:3']}
 
 
 RESEARCH_TRANSCRIPT = (Turn('A', 'what is 135 plus 7721?'), Turn('LAMDA-BASE', 'About 8000.'),

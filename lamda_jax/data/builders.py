@@ -26,6 +26,7 @@ import tensorflow_datasets as tfds
 
 from lamda_jax import console
 from lamda_jax.config import SourceConfig
+from lamda_jax.data import dialog
 
 SPLITS = ('train', 'validation')
 REPORT_FILE = 'bad_records.json'
@@ -65,41 +66,26 @@ def held_out(key: str, eval_fraction: float) -> bool:
   return zlib.crc32(key.encode('utf-8')) % 1_000_000 < eval_fraction * 1_000_000
 
 
-def read_jsonl(path: str, bad: BadRecords):
-  """(origin 'path:line', record) for each well-formed JSON object line."""
-  with open(path, 'rb') as f:
-    for number, raw in enumerate(f, start=1):
-      origin = f'{path}:{number}'
-      if not raw.strip():
-        continue
-      try:
-        record = json.loads(raw.decode('utf-8'))
-      except UnicodeDecodeError as error:
-        bad.add(origin, f'invalid UTF-8 (byte {error.start})')
-        continue
-      except json.JSONDecodeError as error:
-        bad.add(origin, f'malformed JSON ({error.msg})')
-        continue
-      if not isinstance(record, dict):
-        bad.add(origin, 'not a JSON object')
-        continue
-      yield origin, record
-
-
-def dialog_problem(record: dict) -> str | None:
-  """Why a dialog record is unusable, or None."""
+def parse_dialog(record: dict) -> list[dict]:
+  """The turns of a dialog record; ValueError says why it is unusable."""
   turns = record.get('turns')
   if not isinstance(turns, list):
-    return 'missing "turns" list'
+    raise ValueError('missing "turns" list')
   if not turns:
-    return 'empty dialog'
+    raise ValueError('empty dialog')
   for index, turn in enumerate(turns):
     if not (isinstance(turn, dict) and isinstance(turn.get('speaker'), str)
             and isinstance(turn.get('text'), str)):
-      return f'turn {index} lacks a "speaker" or "text" string'
+      raise ValueError(f'turn {index} lacks a "speaker" or "text" string')
     if not turn['text'].strip():
-      return f'turn {index} has empty text'
-  return None
+      raise ValueError(f'turn {index} has empty text')
+  return turns
+
+
+def parse_document(record: dict) -> str:
+  if not isinstance(record.get('text'), str) or not record['text'].strip():
+    raise ValueError('missing or empty "text"')
+  return record['text']
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -141,12 +127,7 @@ class LamdaDialogs(LocalBuilder):
 
   def _examples(self, bad):
     for path in self._paths:
-      for origin, record in read_jsonl(path, bad):
-        problem = dialog_problem(record)
-        if problem:
-          bad.add(origin, problem)
-          continue
-        turns = record['turns']
+      for origin, record, turns in dialog.read_jsonl(path, parse_dialog, bad):
         yield str(record.get('id', origin)), {
             'origin': origin, 'speakers': [t['speaker'] for t in turns],
             'texts': [t['text'] for t in turns]}
@@ -164,20 +145,24 @@ class LamdaDocuments(LocalBuilder):
   def _examples(self, bad):
     for path in self._paths:
       if path.endswith('.txt'):
-        try:
-          with open(path, encoding='utf-8') as f:
-            text = f.read()
-        except UnicodeDecodeError as error:
-          bad.add(f'{path}:1', f'invalid UTF-8 (byte {error.start})')
-          continue
-        records = [(f'{path}:1', {'id': path, 'text': text})]
+        records = text_file(path, bad)
       else:
-        records = read_jsonl(path, bad)
-      for origin, record in records:
-        if not isinstance(record.get('text'), str) or not record['text'].strip():
-          bad.add(origin, 'missing or empty "text"')
-          continue
-        yield str(record.get('id', origin)), {'origin': origin, 'text': record['text']}
+        records = dialog.read_jsonl(path, parse_document, bad)
+      for origin, record, text in records:
+        yield str(record.get('id', origin)), {'origin': origin, 'text': text}
+
+
+def text_file(path: str, bad: BadRecords):
+  """A .txt file as one document record, under the JSONL reader's text rule."""
+  with open(path, 'rb') as f:
+    raw = f.read()
+  try:
+    record = {'id': path, 'text': dialog.cleaned_text(raw.decode('utf-8'))}
+    yield f'{path}:1', record, parse_document(record)
+  except UnicodeDecodeError as error:
+    bad.add(f'{path}:1', f'invalid UTF-8 (byte {error.start})')
+  except ValueError as error:
+    bad.add(f'{path}:1', str(error))
 
 
 @dataclasses.dataclass
@@ -241,12 +226,19 @@ def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction
   data_dir = os.path.join(tfds_dir, f'{name}-{fingerprint(config.kind, paths, eval_fraction)}')
   builder = builder_class(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
                           file_format='array_record')
+  bad = prepare_once(builder, data_dir, f'Preparing data source {name}')
+  return Source(name, config.kind, builder.as_data_source(), bad, os.path.basename(data_dir))
+
+
+def prepare_once(builder: LocalBuilder, data_dir: str, title: str) -> BadRecords:
+  """Prepares the builder's ArrayRecord files unless done; returns (and logs
+  every time) the bad records found while preparing, kept in REPORT_FILE."""
   report_path = os.path.join(data_dir, REPORT_FILE)
   if not os.path.exists(report_path):
-    with console.phase(f'Preparing data source {name}'), console.library_output():
+    with console.phase(title), console.library_output():
       builder.download_and_prepare()
-    with open(report_path, 'w', encoding='utf-8') as f:
+    with open(report_path + '.tmp', 'w', encoding='utf-8') as f:
       json.dump(builder.bad_records.to_json(), f)
+    os.replace(report_path + '.tmp', report_path)
   with open(report_path, encoding='utf-8') as f:
-    bad = BadRecords.from_json(json.load(f))
-  return Source(name, config.kind, builder.as_data_source(), bad, os.path.basename(data_dir))
+    return BadRecords.from_json(json.load(f))

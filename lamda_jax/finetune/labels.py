@@ -25,7 +25,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lamda_jax import attributes, console
+from lamda_jax import attributes
 from lamda_jax.data import builders, dialog
 
 
@@ -74,9 +74,10 @@ def parse_record(record) -> tuple[tuple[dialog.Turn, ...], dialog.Turn, dict[str
   return turns, response, attributes.aggregate_votes(record['votes'])
 
 
-def read(path: str):
-  """RatedResponses of a labels file; the first bad line raises dialog.RecordError."""
-  for origin, record, (context, response, labels) in dialog.read_records(path, parse_record):
+def read(path: str, bad=None):
+  """RatedResponses of a labels file: bad lines are counted into `bad`
+  (builders.BadRecords), or without it the first raises dialog.RecordError."""
+  for origin, record, (context, response, labels) in dialog.read_jsonl(path, parse_record, bad):
     yield RatedResponse(context, response, labels, origin, str(record.get('conversation', origin)))
 
 
@@ -87,9 +88,9 @@ class LamdaLabels(builders.LocalBuilder):
   """Rated responses in the schema above (final labels or
   per-rater votes, aggregated as the paper does), split by conversation.
 
-  Label files are strict: the first bad line stops preparation with its
-  file:line and field (dialog.RecordError), since a silently dropped rating
-  would bias the discriminators.
+  A bad line is counted by reason and named by file:line with its field (in
+  bad_records.json and the log of every run that reads the labels), and the
+  rest of the file is used.
   """
 
   def _info(self):
@@ -109,9 +110,8 @@ class LamdaLabels(builders.LocalBuilder):
     return super()._split_of(example['conversation'], example)
 
   def _examples(self, bad):
-    del bad  # strict: labels.read raises at the first bad line
     for path in self._paths:
-      for record in read(path):
+      for record in read(path, bad):
         yield record.origin, {
             'origin': record.origin, 'conversation': record.conversation,
             'context_speakers': [t.speaker for t in record.context],
@@ -125,15 +125,8 @@ def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float) -> di
   data_dir = os.path.join(tfds_dir, f'labels-{builders.fingerprint("labels", paths, eval_fraction)}')
   builder = LamdaLabels(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
                         file_format='array_record')
-  done = os.path.join(data_dir, 'prepared')
-  if not os.path.exists(done):
-    try:
-      with console.phase(f'Preparing rated responses ({field})'), \
-          console.library_output():
-        builder.download_and_prepare()
-    except dialog.RecordError as error:
-      raise dialog.RecordError(f'config.{field}: {error}') from None
-    open(done, 'w', encoding='utf-8').close()
+  builders.prepare_once(builder, data_dir, f'Preparing rated responses ({field})').log(
+      f'config.{field}')
   splits = {}
   for split, data in builder.as_data_source().items():
     splits[split] = []

@@ -64,27 +64,28 @@ def label_splits(experiment: ExperimentConfig, workdir: str, field: str, pattern
       field, files, tfds_dir, experiment.finetune.eval_fraction))
 
 
-def research_splits(experiment: ExperimentConfig) -> dict:
+def research_splits(experiment: ExperimentConfig, bad) -> dict:
   """{split: [(origin, transcript)]} of `finetune.research`'s files, split by
-  each record's fact (or its first turn) as every held-out split is."""
+  each record's fact (or its first turn) as every held-out split is; bad
+  lines are counted into `bad`."""
   cfg = experiment.finetune
   splits = {split: [] for split in builders.SPLITS}
   for path in builders.expand_paths('finetune.research', cfg.research):
-    for origin, record, transcript in dialog.read_records(path, formats.parse_research):
+    for origin, record, transcript in dialog.read_jsonl(path, formats.parse_research, bad):
       key = str(record.get('fact') or dialog.render(transcript[:1]))
       splits['validation' if builders.held_out(key, cfg.eval_fraction) else 'train'].append(
           (origin, transcript))
   return splits
 
 
-def generator_splits(experiment: ExperimentConfig) -> dict:
+def generator_splits(experiment: ExperimentConfig, bad) -> dict:
   """{split: [RatedResponse without labels]} of `finetune.generator_data`
   (e.g. filter's kept responses), split by conversation (else by context) so
-  the candidates of one context stay together."""
+  the candidates of one context stay together; bad lines are counted into `bad`."""
   cfg = experiment.finetune
   splits = {split: [] for split in builders.SPLITS}
   for path in builders.expand_paths('finetune.generator_data', cfg.generator_data):
-    for origin, record, (context, response) in dialog.read_records(path, labels.parse_exchange):
+    for origin, record, (context, response) in dialog.read_jsonl(path, labels.parse_exchange, bad):
       key = str(record.get('conversation') or dialog.render(context))
       splits['validation' if builders.held_out(key, cfg.eval_fraction) else 'train'].append(
           labels.RatedResponse(context, response, {}, origin, key))
@@ -102,12 +103,12 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
                                                  not cfg.generator_data)
   records = (label_splits(experiment, workdir, 'finetune.labels', cfg.labels)
              if needs_labels or (cfg.labels and cfg.generator_weight > 0) else {})
-  unlabelled = (generator_splits(experiment) if cfg.generator_weight > 0 and cfg.generator_data
-                else {})
+  bad = builders.BadRecords()
+  unlabelled = (generator_splits(experiment, bad)
+                if cfg.generator_weight > 0 and cfg.generator_data else {})
   if cfg.init_from:
     pipeline.inherit_tokenizer(experiment, workdir, cfg.init_from, 'finetune.init_from')
   tokenizer = pipeline.tokenizer_for(experiment, workdir)
-  bad = builders.BadRecords()
   rows = {}
   for split in builders.SPLITS:
     in_split = records.get(split, [])
@@ -122,7 +123,7 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
     rows[split] = {task: packing.pack(found, seq_len) for task, found in examples.items() if found}
   weights = task_weights(experiment, rows['train'])
   if cfg.research_weight > 0:
-    for split, transcripts in research_splits(experiment).items():
+    for split, transcripts in research_splits(experiment, bad).items():
       examples = []
       for origin, transcript in transcripts:
         try:

@@ -130,7 +130,7 @@ def read_questions(experiment: ExperimentConfig, workdir: str) -> tuple[str, lis
     path = in_run if os.path.exists(in_run) else research_data.make_embedded(
         experiment, workdir)['validation']
   by_kind = collections.defaultdict(list)
-  for _, _, question in dialog.read_records(path, parse_question):
+  for _, _, question in dialog.read_jsonl(path, parse_question):
     if question.kind != 'chitchat':
       by_kind[question.kind].append(question)
   # Round robin over the kinds, so a cap keeps every kind in the sample.

@@ -71,7 +71,7 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
     raise ValueError('config.filter.candidates and config.filter.from_run are both required')
   candidates = [(origin + suffix, record, context, response)
                 for origin, record, (context, responses) in
-                dialog.read_records(cfg.candidates, parse_candidates)
+                dialog.read_jsonl(cfg.candidates, parse_candidates)
                 for suffix, response in responses]
   opened = runs.open_run(experiment, cfg.from_run, 'filter.from_run')
   tokenizer = opened.tokenizer

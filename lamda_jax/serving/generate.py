@@ -18,7 +18,7 @@ BATCH = 8  # dialogs decoded together (x num_candidates rows)
 def run(responder, contexts_path: str, workdir: str) -> dict:
   if not contexts_path:
     raise ValueError('config.decode.contexts: the JSONL of contexts to answer is required')
-  records = list(dialog.read_records(contexts_path, dialog.parse_context))
+  records = list(dialog.read_jsonl(contexts_path, dialog.parse_context))
   os.makedirs(workdir, exist_ok=True)
   output = os.path.join(workdir, 'generated.jsonl')
   fallbacks, speaker = 0, responder.config.model_speaker
