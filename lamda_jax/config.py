@@ -302,6 +302,10 @@ def infiniset_sources(root: str) -> tuple[tuple[str, 'SourceConfig'], ...]:
                for name, weight in INFINISET_WEIGHTS.items())
 
 
+BEAM_RUNNERS = ('DirectRunner', 'PrismRunner', 'DataflowRunner', 'SparkRunner', 'FlinkRunner',
+                'PortableRunner')
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """The pre-training mixture. Defaults: the embedded corpora, dialogs half the
@@ -316,6 +320,13 @@ class DataConfig:
   tfds_dir: str = ''  # where prepared datasets live; '' is <workdir>/tfds
   tokenizer: str = ''  # a SentencePiece .model; '' trains <workdir>/tokenizer.model
   tokenizer_training_chars: int = 20_000_000  # sampled across sources by weight
+  # Tokenizing and packing into shards on disk: in this process ('') or on an
+  # Apache Beam runner ('DirectRunner', 'DataflowRunner', 'SparkRunner', ...)
+  # with its pipeline flags, e.g. ('--direct_num_workers=4',).
+  beam_runner: str = ''
+  beam_options: tuple[str, ...] = ()
+  read_threads: int = 2  # Grain's threads reading the next batches ahead of the step
+  read_ahead: int = 4  # batches read ahead
 
   def __post_init__(self):
     sources = self.sources.items() if hasattr(self.sources, 'items') else self.sources
@@ -329,6 +340,16 @@ class DataConfig:
       source.validate(name)
     _check_number('data.eval_fraction', self.eval_fraction, 0, 1, low_open=True, high_open=True)
     _check_int('data.tokenizer_training_chars', self.tokenizer_training_chars)
+    if self.beam_runner:
+      _check_choice('data.beam_runner', self.beam_runner, BEAM_RUNNERS)
+    object.__setattr__(self, 'beam_options', tuple(self.beam_options))
+    for option in self.beam_options:
+      if not (isinstance(option, str) and option.startswith('--')):
+        _fail('data.beam_options', f'each must be a "--flag=value" string, got {option!r}')
+    if self.beam_options and not self.beam_runner:
+      _fail('data.beam_options', 'given without data.beam_runner')
+    _check_int('data.read_threads', self.read_threads)
+    _check_int('data.read_ahead', self.read_ahead)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """TFDS builders on local files, the corpus readers, and the mixture pipeline."""
 
+import dataclasses
 import json
 import os
 
@@ -9,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from lamda_jax import config as config_lib
 from lamda_jax.config import SourceConfig
-from lamda_jax.data import builders, corpora, pipeline
+from lamda_jax.data import builders, corpora, packed, pipeline
 from tests.configs import tiny_docs
 
 
@@ -166,41 +167,95 @@ def test_chitchat_export_groups_messages_into_turns(tmp_path):
   assert all(a != b for a, b in zip(speakers, speakers[1:]))  # one sender per turn
 
 
-def _dialog_pipeline(tmp_path, write=True):
-  """(sources, tokenizer, path) for a dialogs file with one turn too long for a row."""
+def _dialog_pipeline(tmp_path, write=True, seq_len=128, dialogs=()):
+  """(experiment, sources, tokenizer, path) for a dialogs file with one turn
+  too long for a row, and `dialogs` more."""
   path = str(tmp_path / 'd.jsonl')
   if write:
-    _write_jsonl(path, [_dialog(0, 'short', 'reply'), _dialog(1, 'word ' * 400, 'reply')])
+    _write_jsonl(path, [_dialog(0, 'short', 'reply'), _dialog(1, 'word ' * 400, 'reply'),
+                        *dialogs])
   config = tiny_docs.get_config()
   config.data.sources = {'talk': {'kind': 'dialogs', 'weight': 1.0, 'paths': (path,),
                                   'tfds_name': '', 'text_field': 'text'}}
   config.data.eval_fraction = 1e-6
   config.model.vocab_size = 300
+  config.train.seq_len = seq_len
   experiment = config_lib.load(config)
   sources = pipeline.open_sources(experiment, str(tmp_path))
-  return sources, pipeline.tokenizer_for(experiment, str(tmp_path), sources), path
+  return experiment, sources, pipeline.tokenizer_for(experiment, str(tmp_path), sources), path
 
 
 def test_pipeline_reports_turns_too_long_for_a_row(tmp_path):
-  sources, tokenizer, path = _dialog_pipeline(tmp_path)
+  _, sources, tokenizer, path = _dialog_pipeline(tmp_path)
   bad = builders.BadRecords()
   kept = list(pipeline.examples(sources['talk'], 'train', tokenizer, 128, bad))
   assert bad.to_json() == {'a turn is longer than seq_len 128': [f'{path}:2 (turn 0)']}
   assert tokenizer.decode(list(kept[0].tokens[:-1])) == 'A: short\nB: reply'
 
 
-def test_packed_rows_cache_replays_rows_and_reports(tmp_path):
-  sources, tokenizer, path = _dialog_pipeline(tmp_path)
-  first = pipeline.packed_rows(sources['talk'], 'train', tokenizer, 128, str(tmp_path))
+def _all_rows(rows):
+  return rows.take(range(len(rows)))
+
+
+def test_packed_rows_on_disk_replay_rows_and_reports(tmp_path):
+  experiment, sources, _, path = _dialog_pipeline(tmp_path)
+  tokenizer_path = pipeline.tokenizer_path(experiment, str(tmp_path))
+  first = pipeline.packed_split(experiment, sources['talk'], 'train', tokenizer_path,
+                                str(tmp_path))
   assert len(os.listdir(tmp_path / 'packed')) == 1
-  reopened, _, _ = _dialog_pipeline(tmp_path, write=False)  # a restart: same files and workdir
-  second = pipeline.packed_rows(reopened['talk'], 'train', tokenizer, 128, str(tmp_path))
-  for field in first:
-    np.testing.assert_array_equal(first[field], second[field])
+  _, reopened, _, _ = _dialog_pipeline(tmp_path, write=False)  # a restart: same files and workdir
+  second = pipeline.packed_split(experiment, reopened['talk'], 'train', tokenizer_path,
+                                 str(tmp_path))
+  for field, values in _all_rows(first).items():
+    np.testing.assert_array_equal(values, _all_rows(second)[field])
+  assert first.identity == second.identity
   assert reopened['talk'].bad_records.to_json() == {
       'a turn is longer than seq_len 128': [f'{path}:2 (turn 0)']}
-  pipeline.packed_rows(reopened['talk'], 'train', tokenizer, 64, str(tmp_path))
-  assert len(os.listdir(tmp_path / 'packed')) == 2  # another seq_len, another entry
+  shorter = dataclasses.replace(experiment, train=dataclasses.replace(experiment.train,
+                                                                      seq_len=64))
+  pipeline.packed_split(shorter, reopened['talk'], 'train', tokenizer_path, str(tmp_path))
+  assert len(os.listdir(tmp_path / 'packed')) == 2  # another seq_len, another folder
+
+
+def _sharded(tmp_path, monkeypatch):
+  """A dialogs source cut into shards of 3 records, and its jobs."""
+  tmp_path.mkdir(exist_ok=True)
+  monkeypatch.setattr(pipeline, 'RECORDS_PER_SHARD', 3)
+  more = [_dialog(i, f'question {i} ' * (i % 5 + 1), f'answer {i}') for i in range(2, 13)]
+  experiment, sources, tokenizer, _ = _dialog_pipeline(tmp_path, dialogs=more, seq_len=32)
+  tokenizer_path = pipeline.tokenizer_path(experiment, str(tmp_path))
+  jobs = pipeline.shard_jobs(sources['talk'], 'train', tokenizer_path, 32, str(tmp_path))
+  return experiment, sources['talk'], tokenizer, jobs
+
+
+def test_shards_hold_every_example_in_order(tmp_path, monkeypatch):
+  experiment, source, tokenizer, jobs = _sharded(tmp_path, monkeypatch)
+  assert len(jobs) == 5  # 13 records, 3 per shard
+  pipeline.write_shards(jobs)
+  rows = _all_rows(packed.PackedRows([job.stem for job in jobs], 32))
+  unpacked = [tuple(rows['targets'][r][rows['segment_ids'][r] == s])
+              for r in range(len(rows['targets']))
+              for s in range(1, rows['segment_ids'][r].max() + 1)]
+  every = [e.tokens for e in pipeline.examples(source, 'train', tokenizer, 32,
+                                               builders.BadRecords())]
+  assert unpacked == every
+
+
+@pytest.mark.slow
+def test_beam_direct_runner_writes_the_same_shards(tmp_path, monkeypatch):
+  _, _, _, jobs = _sharded(tmp_path / 'here', monkeypatch)
+  pipeline.write_shards(jobs)
+  _, _, _, beam_jobs = _sharded(tmp_path / 'beam', monkeypatch)
+  pipeline.write_shards(beam_jobs, 'DirectRunner', ('--direct_num_workers=2',
+                                                     '--direct_running_mode=multi_processing'))
+  for here, there in zip(jobs, beam_jobs):
+    assert (open(here.stem + '.array_record', 'rb').read() ==
+            open(there.stem + '.array_record', 'rb').read())
+    mine, theirs = (json.loads(open(job.stem + '.json').read()) for job in (here, there))
+    assert mine['sha256'] == theirs['sha256'] and mine['rows'] == theirs['rows']
+    # bad records name their file:line on either path
+    assert list(mine['bad_records']) == list(theirs['bad_records'])
+  assert any(json.loads(open(job.stem + '.json').read())['bad_records'] for job in beam_jobs)
 
 
 def test_built_datasets_mix_and_hold_out(tmp_path):
@@ -210,6 +265,7 @@ def test_built_datasets_mix_and_hold_out(tmp_path):
   batch = built.train.batch(0)
   assert batch['targets'].shape == (experiment.train.batch_size, experiment.train.seq_len)
   assert set(built.eval.sources) == {'python_docs'}
-  train_rows = {row.tobytes() for row in built.train.sources['python_docs']['targets']}
-  assert not any(row.tobytes() in train_rows for row in built.eval.sources['python_docs']['targets'])
+  train_rows = {row.tobytes() for row in _all_rows(built.train.sources['python_docs'])['targets']}
+  assert not any(row.tobytes() in train_rows
+                 for row in _all_rows(built.eval.sources['python_docs'])['targets'])
   assert os.path.exists(tmp_path / 'corpora' / 'python_docs.jsonl')

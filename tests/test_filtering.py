@@ -116,8 +116,9 @@ def test_generate_filter_finetune_chain_without_conversion(tmp_path, a_run):
   trained_on = []
   for sampler in (datasets.train, datasets.eval):
     assert sampler.names == ['generator']
-    rows = sampler.sources['generator']
-    for row in range(len(rows['targets'])):
+    source = sampler.sources['generator']
+    rows = source.take(range(len(source)))
+    for row in range(len(source)):
       for segment in set(rows['segment_ids'][row]) - {0}:
         where = (rows['segment_ids'][row] == segment) & (rows['loss_weights'][row] > 0)
         trained_on.append(opened.tokenizer.decode(rows['targets'][row][where].tolist()))

@@ -62,7 +62,7 @@ def test_task_rows_carry_the_papers_masks(tmp_path):
   ]
   experiment = _experiment(tmp_path, records, finetune={'eval_fraction': 1e-6}, steps=1)
   built = tasks.build(experiment, str(tmp_path))
-  rows = built.train.sources
+  rows = {task: source.take(range(len(source))) for task, source in built.train.sources.items()}
   assert set(rows) == {'generator', 'SENSIBLE', 'SPECIFIC', 'UNSAFE'}
   tokenizer = pipeline.tokenizer_for(experiment, str(tmp_path))
 
@@ -186,7 +186,8 @@ def test_the_research_task_weighs_the_research_lines(tmp_path):
       'research_weight': 1.0, 'eval_fraction': 1e-6}, steps=1)
   built = tasks.build(experiment, str(tmp_path))
   assert set(built.train.sources) == {'research'}
-  rows = built.train.sources['research']
+  source = built.train.sources['research']
+  rows = source.take(range(len(source)))
   tokenizer = pipeline.tokenizer_for(experiment, str(tmp_path))
   weighted = rows['targets'][rows['loss_weights'] > 0].tolist()
   want = []

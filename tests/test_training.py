@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from lamda_jax.config import ConfigError
-from lamda_jax.data import packing, pipeline
+from lamda_jax.data import packed, packing, pipeline
 from lamda_jax.data.sampler import MixtureSampler
 from lamda_jax.training import loop, optimizers
 from tests import training_helpers as helpers
@@ -165,10 +165,12 @@ def test_learning_rate_schedules(schedule, step, want):
   assert float(optimizers.learning_rate_schedule(cfg)(step)) == pytest.approx(want, abs=1e-6)
 
 
-def _sampler_for(exp, rows_per_epoch=4):
+def _sampler_for(exp, directory, rows_per_epoch=4):
   examples = [packing.Example(tuple(range(3, 3 + exp.train.seq_len)), (1.0,) * exp.train.seq_len)
               for _ in range(rows_per_epoch * exp.train.batch_size)]
-  return MixtureSampler({'lm': packing.pack(examples, exp.train.seq_len)}, {'lm': 1.0},
+  rows = packed.write(str(directory / 'rows'), packing.pack_rows(examples, exp.train.seq_len),
+                      exp.train.seq_len)
+  return MixtureSampler({'lm': rows}, {'lm': 1.0},
                         exp.train.batch_size, seed=0)
 
 
@@ -189,7 +191,7 @@ class _PoisonedSampler(MixtureSampler):
 def test_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   exp = helpers.experiment(mesh=(-1, 1, 1), steps=10, checkpoint_every=2, log_every=5,
                            eval_every=0)
-  sampler = _sampler_for(exp)
+  sampler = _sampler_for(exp, tmp_path)
   datasets = pipeline.Datasets(train=_PoisonedSampler(sampler, bad_step=4),
                                      eval=sampler, packing_efficiency=1.0)
   with pytest.raises(loop.TrainingDiverged, match=r'^Step 5: loss nan'):
@@ -204,7 +206,7 @@ def test_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_training_lowers_the_loss(tmp_path):
   exp = helpers.experiment(mesh=(-1, 1, 1), steps=40, log_every=10, eval_every=40,
                            checkpoint_every=40, learning_rate=3e-3)
-  sampler = _sampler_for(exp)
+  sampler = _sampler_for(exp, tmp_path)
   summary = loop.run(exp, str(tmp_path), pipeline.Datasets(sampler, sampler, 1.0))
   losses = [line for line in (tmp_path / 'metrics.jsonl').read_text().splitlines() if '"loss"' in line]
   assert len(losses) == 40

@@ -167,19 +167,35 @@ def text_file(path: str, bad: BadRecords):
 
 @dataclasses.dataclass
 class Source:
-  """A prepared source: random-access splits of dialogs (lists of turns) or texts."""
+  """A prepared source: random-access splits of dialogs (lists of turns) or
+  texts. It pickles as where its data lives and opens it again on the other
+  side, so a Beam worker can read it."""
   name: str
   kind: str
-  splits: dict  # split -> random-access data source
+  location: tuple  # ('directory', prepared builder dir) or ('tfds', name, data_dir)
   bad_records: BadRecords
   identity: str  # names the prepared data: changes whenever its content may have
   text_field: str = 'text'
 
-  def records(self, split: str):
-    """(origin, record) with bytes decoded: {'speakers', 'texts'} or {'text'}.
-    A split that received no examples is empty."""
+  def __post_init__(self):
+    self.splits = _open_splits(self.location)  # split -> random-access data source
+
+  def __getstate__(self):
+    return {key: value for key, value in self.__dict__.items() if key != 'splits'}
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self.__post_init__()
+
+  def size(self, split: str) -> int:
+    """Records in a split; one that received no examples has none."""
+    return len(self.splits.get(split, []))
+
+  def records(self, split: str, start: int = 0, stop: int | None = None):
+    """(origin, record) of records [start, stop) with bytes decoded:
+    {'speakers', 'texts'} or {'text'}."""
     data = self.splits.get(split, [])
-    for index in range(len(data)):
+    for index in range(start, len(data) if stop is None else min(stop, len(data))):
       example = data[index]
       if self.kind == 'tfds':
         yield f'{self.name}[{split}][{index}]', {'text': decode(example[self.text_field])}
@@ -215,19 +231,28 @@ def expand_paths(field: str, patterns) -> list[str]:
   return paths
 
 
+def _open_splits(location: tuple) -> dict:
+  if location[0] == 'tfds':
+    _, tfds_name, data_dir = location
+    return {split: tfds.data_source(tfds_name, split=split, data_dir=data_dir or None,
+                                    download=False) for split in SPLITS}
+  return tfds.builder_from_directory(location[1]).as_data_source()
+
+
 def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction: float) -> Source:
   """Prepares (once) and opens one source."""
   if config.kind == 'tfds':
-    splits = {split: tfds.data_source(config.tfds_name, split=split, data_dir=tfds_dir or None,
-                                      download=False) for split in SPLITS}
+    location = ('tfds', config.tfds_name, tfds_dir)
+    splits = _open_splits(location)
     identity = f'{config.tfds_name}:' + ','.join(str(len(s)) for s in splits.values())
-    return Source(name, 'tfds', splits, BadRecords(), identity, config.text_field)
+    return Source(name, 'tfds', location, BadRecords(), identity, config.text_field)
   builder_class = LamdaDialogs if config.kind == 'dialogs' else LamdaDocuments
   data_dir = os.path.join(tfds_dir, f'{name}-{fingerprint(config.kind, paths, eval_fraction)}')
   builder = builder_class(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
                           file_format='array_record')
   bad = prepare_once(builder, data_dir, f'Preparing data source {name}')
-  return Source(name, config.kind, builder.as_data_source(), bad, os.path.basename(data_dir))
+  return Source(name, config.kind, ('directory', builder.data_dir), bad,
+                os.path.basename(data_dir))
 
 
 def prepare_once(builder: LocalBuilder, data_dir: str, title: str) -> BadRecords:

@@ -24,35 +24,32 @@ class Example:
   task_id: int = 0
 
 
-def pack(examples, seq_len: int) -> dict[str, np.ndarray]:
-  """Greedy, order-preserving packing -> arrays [rows, seq_len] keyed by FIELDS."""
-  rows, row, used = [], [], 0
+def pack_rows(examples, seq_len: int):
+  """Greedy, order-preserving packing, one row at a time (field -> [seq_len]):
+  memory holds one row however many examples stream through."""
+  row, used = [], 0
   for example in examples:
     if len(example.tokens) > seq_len:
       raise ValueError(f'example of {len(example.tokens)} tokens exceeds seq_len {seq_len}')
     if used + len(example.tokens) > seq_len:
-      rows.append(row)
+      yield _row(row, seq_len)
       row, used = [], 0
     row.append(example)
     used += len(example.tokens)
   if row:
-    rows.append(row)
+    yield _row(row, seq_len)
 
-  arrays = {field: np.zeros((len(rows), seq_len), field_dtype(field)) for field in FIELDS}
-  for r, row in enumerate(rows):
-    start = 0
-    for segment, example in enumerate(row, start=1):
-      end = start + len(example.tokens)
-      arrays['targets'][r, start:end] = example.tokens
-      arrays['inputs'][r, start + 1:end] = example.tokens[:-1]
-      arrays['loss_weights'][r, start:end] = example.loss_weights
-      arrays['segment_ids'][r, start:end] = segment
-      arrays['positions'][r, start:end] = np.arange(len(example.tokens))
-      arrays['task_ids'][r, start:end] = example.task_id
-      start = end
+
+def _row(examples, seq_len: int) -> dict[str, np.ndarray]:
+  arrays = {field: np.zeros(seq_len, field_dtype(field)) for field in FIELDS}
+  start = 0
+  for segment, example in enumerate(examples, start=1):
+    end = start + len(example.tokens)
+    arrays['targets'][start:end] = example.tokens
+    arrays['inputs'][start + 1:end] = example.tokens[:-1]
+    arrays['loss_weights'][start:end] = example.loss_weights
+    arrays['segment_ids'][start:end] = segment
+    arrays['positions'][start:end] = np.arange(len(example.tokens))
+    arrays['task_ids'][start:end] = example.task_id
+    start = end
   return arrays
-
-
-def efficiency(arrays: dict[str, np.ndarray]) -> float:
-  """The fraction of row positions that hold tokens rather than padding."""
-  return float((arrays['segment_ids'] != 0).mean())

@@ -13,18 +13,16 @@ import dataclasses
 import filecmp
 import hashlib
 import itertools
-import json
 import os
 import shutil
 
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-import numpy as np
 
 from lamda_jax import console
 from lamda_jax.config import ConfigError, ExperimentConfig
-from lamda_jax.data import builders, corpora, dialog, packing
+from lamda_jax.data import builders, corpora, dialog, packed, packing
 from lamda_jax.data import tokenizer as tokenizer_lib
 from lamda_jax.data.sampler import MixtureSampler
 
@@ -80,9 +78,9 @@ def open_sources(experiment: ExperimentConfig, workdir: str) -> dict[str, builde
   return opened
 
 
-def source_texts(source: builders.Source, split: str):
-  """(origin, text, turns or None) for every record of a split."""
-  for origin, record in source.records(split):
+def source_texts(source: builders.Source, split: str, start: int = 0, stop: int | None = None):
+  """(origin, text, turns or None) for records [start, stop) of a split."""
+  for origin, record in source.records(split, start, stop):
     if 'texts' in record:
       turns = [dialog.Turn(s, t) for s, t in zip(record['speakers'], record['texts'])]
       yield origin, dialog.render(turns), turns
@@ -175,13 +173,18 @@ def tokenizer_report(experiment: ExperimentConfig, workdir: str, records_per_sou
   }
 
 
-def examples(source: builders.Source, split: str, tokenizer, seq_len: int, bad):
-  """Tokenized examples of one split, cut into pieces of at most seq_len tokens.
+RECORDS_PER_SHARD = 4096  # records tokenized and packed together into one shard of rows
+
+
+def examples(source: builders.Source, split: str, tokenizer, seq_len: int, bad,
+             start: int = 0, stop: int | None = None):
+  """Tokenized examples of records [start, stop) of a split, cut into pieces
+  of at most seq_len tokens.
 
   A dialog with a turn that cannot fit in a row even alone is reported
   (file:line) and left out: no context window could hold that turn.
   """
-  records = list(source_texts(source, split))
+  records = list(source_texts(source, split, start, stop))
   encoded = tokenizer.encode([text for _, text, _ in records], num_threads=os.cpu_count() or 1)
   for (origin, _, turns), tokens in zip(records, encoded):
     if turns:
@@ -192,35 +195,79 @@ def examples(source: builders.Source, split: str, tokenizer, seq_len: int, bad):
         bad.add(f'{origin} (turn {too_long[0]})', f'a turn is longer than seq_len {seq_len}')
         continue
     tokens = tokens + [tokenizer_lib.EOS_ID]
-    for start in range(0, len(tokens), seq_len):
-      piece = tuple(tokens[start:start + seq_len])
+    for start_token in range(0, len(tokens), seq_len):
+      piece = tuple(tokens[start_token:start_token + seq_len])
       yield packing.Example(piece, (1.0,) * len(piece))
 
 
-def packed_rows(source: builders.Source, split: str, tokenizer, seq_len: int, workdir: str):
-  """Packed rows of one split, cached in the workdir: a restart skips tokenizing.
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+  """One shard of one split's packed rows: what a worker needs to write it."""
+  source: builders.Source
+  split: str
+  start: int  # records [start, stop) of the split
+  stop: int
+  stem: str
+  tokenizer_path: str
+  seq_len: int
 
-  The cache key covers the prepared data, the split, seq_len and the tokenizer
-  model; turns too long for a row, found while tokenizing, are cached with them.
-  """
-  key = hashlib.sha256(f'{source.identity}:{split}:{seq_len}:'.encode() +
-                       tokenizer.serialized_model_proto()).hexdigest()[:16]
-  path = os.path.join(workdir, 'packed', f'{source.name}-{split}-{key}.npz')
-  if os.path.exists(path):
-    with np.load(path) as cached:
-      rows = {field: cached[field] for field in packing.FIELDS}
-      long_turns = json.loads(str(cached['bad_records']))
-  else:
+  def __call__(self) -> str:
+    tokenizer = tokenizer_lib.load(self.tokenizer_path)
     bad = builders.BadRecords()
-    with console.phase(f'Tokenizing and packing {source.name} ({split})'):
-      rows = packing.pack(examples(source, split, tokenizer, seq_len, bad), seq_len)
-    long_turns = bad.to_json()
-    if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      temporary = f'{path}.tmp.npz'
-      np.savez(temporary, bad_records=json.dumps(long_turns), **rows)
-      os.replace(temporary, path)  # a half-written cache is never read
-  for reason, origins in long_turns.items():
+    rows = packing.pack_rows(examples(self.source, self.split, tokenizer, self.seq_len, bad,
+                                      self.start, self.stop), self.seq_len)
+    packed.write_shard(self.stem, rows, bad)
+    return self.stem
+
+
+def shard_jobs(source: builders.Source, split: str, tokenizer_path: str, seq_len: int,
+               workdir: str) -> list[ShardJob]:
+  """The shards of a split's packed rows, in order, under a folder named by the
+  prepared data, the split, seq_len and the tokenizer model: a changed
+  tokenizer or seq_len packs anew, a restart reads what is there."""
+  with open(tokenizer_path, 'rb') as f:
+    model = f.read()
+  key = hashlib.sha256(f'{source.identity}:{split}:{seq_len}:'.encode() + model).hexdigest()[:16]
+  folder = os.path.join(workdir, 'packed', f'{source.name}-{split}-{key}')
+  records = source.size(split)
+  shards = -(-records // RECORDS_PER_SHARD)
+  return [ShardJob(source, split, start, min(start + RECORDS_PER_SHARD, records),
+                   os.path.join(folder, f'{index:05d}-of-{shards:05d}'), tokenizer_path, seq_len)
+          for index, start in enumerate(range(0, records, RECORDS_PER_SHARD))]
+
+
+def write_shards(jobs: list[ShardJob], beam_runner: str = '', beam_options=()):
+  """Writes the shards not yet written: in this process, or on Apache Beam
+  (`beam_runner` 'DirectRunner' here and in tests; 'DataflowRunner',
+  'SparkRunner' or 'FlinkRunner' for a lab's corpus). Both write the same
+  files. With several hosts, each writes every process_count-th shard."""
+  todo = [job for job in jobs if not packed.is_written(job.stem)]
+  todo = todo[jax.process_index()::jax.process_count()]
+  if todo and beam_runner:
+    import apache_beam as beam  # pylint: disable=import-outside-toplevel  # only when asked for
+    options = beam.options.pipeline_options.PipelineOptions(list(beam_options))
+    with console.library_output(), beam.Pipeline(runner=beam_runner, options=options) as run:
+      _ = run | beam.Create(todo) | beam.Map(lambda job: job())
+  else:
+    for job in todo:
+      job()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('packed shards')
+  missing = [job.stem for job in jobs if not packed.is_written(job.stem)]
+  if missing:
+    raise RuntimeError(f'packed shards were not written: {", ".join(missing[:3])}')
+
+
+def packed_split(experiment: ExperimentConfig, source: builders.Source, split: str,
+                 tokenizer_path: str, workdir: str) -> packed.PackedRows:
+  """One split's packed rows on disk, written first if they are not there yet."""
+  seq_len, data = experiment.train.seq_len, experiment.data
+  jobs = shard_jobs(source, split, tokenizer_path, seq_len, workdir)
+  if any(not packed.is_written(job.stem) for job in jobs):
+    with console.phase(f'Tokenizing and packing {source.name} ({split}, {len(jobs)} shards)'):
+      write_shards(jobs, data.beam_runner, data.beam_options)
+  rows = packed.PackedRows([job.stem for job in jobs], seq_len)
+  for reason, origins in rows.bad_records().items():
     for origin in origins:
       source.bad_records.add(origin, reason)
   return rows
@@ -228,22 +275,28 @@ def packed_rows(source: builders.Source, split: str, tokenizer, seq_len: int, wo
 
 def build(experiment: ExperimentConfig, workdir: str) -> Datasets:
   sources = open_sources(experiment, workdir)
-  tokenizer = tokenizer_for(experiment, workdir, sources)
-  seq_len, batch = experiment.train.seq_len, experiment.train.batch_size
+  tokenizer_for(experiment, workdir, sources)
+  path = tokenizer_path(experiment, workdir)
+  batch = experiment.train.batch_size
   weights = {name: source.weight for name, source in experiment.data.sources if name in sources}
   rows = {split: {} for split in builders.SPLITS}
   for name, source in sources.items():
     for split in builders.SPLITS:
-      rows[split][name] = packed_rows(source, split, tokenizer, seq_len, workdir)
+      rows[split][name] = packed_split(experiment, source, split, path, workdir)
     source.bad_records.log(name)
   for name, split_rows in list(rows['validation'].items()):
-    if not len(split_rows['targets']):
+    if not len(split_rows):
       logging.warning('Data source %s has no held-out rows; it is left out of evaluation.', name)
       del rows['validation'][name]
   hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
   return Datasets(
       train=MixtureSampler(rows['train'], weights, batch, experiment.train.seed, **hosts),
       eval=MixtureSampler(rows['validation'], weights, batch, experiment.train.seed + 1, **hosts),
-      packing_efficiency=packing.efficiency({'segment_ids': np.concatenate(
-          [r['segment_ids'] for r in rows['train'].values()])}),
+      packing_efficiency=efficiency(rows['train'].values()),
       bad_records={name: source.bad_records.counts() for name, source in sources.items()})
+
+
+def efficiency(sources) -> float:
+  """The fraction of row positions that hold tokens rather than padding."""
+  positions = sum(len(rows) * rows.seq_len for rows in sources)
+  return sum(rows.tokens for rows in sources) / max(positions, 1)

@@ -7,12 +7,18 @@ seeded, per-cycle shuffle of a fixed pattern assigns to it; each cycle of
 `CYCLE` rows holds every source in proportion to its weight (largest
 remainder), so the mixture is exact, not just right on average. Within a
 source, rows are drawn without replacement in a fresh seeded permutation each
-epoch. Each host takes only its slice of every global batch.
+epoch, computed one index at a time by Grain's index shuffle (a bijection of
+[0, rows)): no permutation is ever held, so memory does not grow with a
+source. Each host takes only its slice of every global batch and reads only
+those rows; `prefetched` reads them ahead on Grain's threads.
 """
 
+import collections
 import functools
 import hashlib
 
+import grain
+from grain.experimental import index_shuffle
 import numpy as np
 
 CYCLE = 1024
@@ -31,10 +37,11 @@ def _cycle_counts(weights: dict[str, float]) -> dict[str, int]:
 
 class MixtureSampler:
 
-  def __init__(self, sources: dict[str, dict[str, np.ndarray]], weights: dict[str, float],
-               global_batch: int, seed: int, process_index: int = 0, process_count: int = 1):
-    """sources: name -> packed rows (field -> [rows, seq_len]); weights: name -> weight."""
-    empty = [name for name, rows in sources.items() if not len(rows['targets'])]
+  def __init__(self, sources: dict, weights: dict[str, float], global_batch: int, seed: int,
+               process_index: int = 0, process_count: int = 1):
+    """sources: name -> rows with len(), take(indices) and identity (packed.PackedRows);
+    weights: name -> weight."""
+    empty = [name for name, rows in sources.items() if not len(rows)]
     if empty:
       raise ValueError(f'data source {empty[0]!r} has no rows to sample')
     if global_batch % process_count:
@@ -51,10 +58,10 @@ class MixtureSampler:
   def _pattern(self, cycle: int) -> np.ndarray:
     return np.random.default_rng([self.seed, 0, cycle]).permutation(self._base_pattern)
 
-  @functools.lru_cache(maxsize=16)  # noqa: B019 -- a sampler lives as long as its run
-  def _permutation(self, source: int, epoch: int) -> np.ndarray:
-    rows = len(self.sources[self.names[source]]['targets'])
-    return np.random.default_rng([self.seed, 1, source, epoch]).permutation(rows)
+  def _shuffled(self, source: int, epoch: int, draw: int) -> int:
+    rows = len(self.sources[self.names[source]])
+    seed = int(np.random.SeedSequence([self.seed, 1, source, epoch]).generate_state(1)[0])
+    return index_shuffle(draw, rows - 1, seed, 4)
 
   def draw(self, global_row: int) -> tuple[str, int]:
     """(source name, row index in that source) of one row of the stream."""
@@ -63,8 +70,8 @@ class MixtureSampler:
     source = int(pattern[position])
     # Draws of this source before this row: whole cycles, then this cycle so far.
     draw = cycle * self.counts[self.names[source]] + int((pattern[:position] == source).sum())
-    rows = len(self.sources[self.names[source]]['targets'])
-    return self.names[source], int(self._permutation(source, draw // rows)[draw % rows])
+    epoch, within = divmod(draw, len(self.sources[self.names[source]]))
+    return self.names[source], self._shuffled(source, epoch, within)
 
   def draws(self, step: int) -> list[tuple[str, int]]:
     """This host's rows at `step`."""
@@ -72,22 +79,40 @@ class MixtureSampler:
     return [self.draw(row) for row in range(first, first + self.local_batch)]
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
-    draws = self.draws(step)
-    fields = self.sources[self.names[0]].keys()
-    return {field: np.stack([self.sources[name][field][row] for name, row in draws])
-            for field in fields}
+    """This host's rows at `step`, field -> [local batch, seq_len]; each source
+    is read once, for all its rows in the batch."""
+    wanted = collections.defaultdict(list)  # source -> [(position in batch, row)]
+    for position, (name, row) in enumerate(self.draws(step)):
+      wanted[name].append((position, row))
+    batch = {}
+    for name, items in wanted.items():
+      positions, rows = zip(*items)
+      for field, values in self.sources[name].take(rows).items():
+        if field not in batch:
+          batch[field] = np.zeros((self.local_batch,) + values.shape[1:], values.dtype)
+        batch[field][list(positions)] = values
+    return batch
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    """Identifies the data and the mixture, so a resume onto different data is caught."""
+    """Identifies the data and the mixture, so a resume onto different data is
+    caught; from the sources' identities, never by reading their rows."""
     digest = hashlib.sha256()
     for name in self.names:
-      digest.update(f'{name}:{self.counts[name]}'.encode())
-      for field in sorted(self.sources[name]):
-        digest.update(np.ascontiguousarray(self.sources[name][field]).tobytes())
+      digest.update(f'{name}:{self.counts[name]}:{self.sources[name].identity}'.encode())
     return digest.hexdigest()[:16]
 
   def state(self, next_step: int) -> dict:
     """What a checkpoint records of the input position."""
     return {'next_step': next_step, 'seed': self.seed, 'global_batch': self.global_batch,
             'fingerprint': self.fingerprint}
+
+
+def prefetched(sampler: MixtureSampler, start: int, stop: int, threads: int = 2,
+               buffer: int = 4):
+  """An iterator over sampler.batch(step) for start <= step < stop, read ahead
+  by Grain on `threads` threads so the train step does not wait on disk.
+  Each batch is still the pure function of its step: resuming needs only it."""
+  steps = grain.MapDataset.range(start, stop).map(sampler.batch)
+  return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                                      prefetch_buffer_size=buffer)))

@@ -10,6 +10,7 @@ stay in the mixture (task 'lm') against forgetting.
 """
 
 import dataclasses
+import hashlib
 import os
 
 from absl import logging
@@ -18,7 +19,7 @@ import numpy as np
 
 from lamda_jax import attributes
 from lamda_jax.config import ConfigError, ExperimentConfig
-from lamda_jax.data import builders, dialog, packing, pipeline
+from lamda_jax.data import builders, dialog, packed, packing, pipeline
 from lamda_jax.data.sampler import MixtureSampler
 from lamda_jax.finetune import formats, labels, weak_labels
 
@@ -95,6 +96,21 @@ def generator_splits(experiment: ExperimentConfig, bad) -> dict:
   return splits
 
 
+def packed_task(workdir: str, task: str, split: str, examples, seq_len: int) -> packed.PackedRows:
+  """A task's rows, packed onto disk as pre-training's are, under a name that
+  hashes the examples: a rerun on the same data reads them, changed data
+  writes anew."""
+  digest = hashlib.sha256(str(seq_len).encode())
+  for example in examples:
+    digest.update(np.asarray(example.tokens, np.int32).tobytes() + b'|' +
+                  np.asarray(example.loss_weights, np.float32).tobytes() +
+                  f'|{example.task_id};'.encode())
+  stem = os.path.join(workdir, 'packed', f'finetune-{task}-{split}-{digest.hexdigest()[:16]}')
+  pipeline.process_zero_first(f'pack {task} {split}', lambda: packed.is_written(stem) or (
+      packed.write_shard(stem, packing.pack_rows(examples, seq_len))))
+  return packed.PackedRows([stem], seq_len)
+
+
 def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
   cfg, seq_len = experiment.finetune, experiment.train.seq_len
   # Rated responses train the discriminators, and the generator unless it has
@@ -120,7 +136,8 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
             tokenizer, record.context, record.response.text, seq_len, TASKS.index('generator')))
       except formats.TooLong:
         split_bad.add(record.origin, f'response too long for seq_len {seq_len}')
-    rows[split] = {task: packing.pack(found, seq_len) for task, found in examples.items() if found}
+    rows[split] = {task: packed_task(workdir, task, split, found, seq_len)
+                   for task, found in examples.items() if found}
   weights = task_weights(experiment, rows['train'])
   if cfg.research_weight > 0:
     for split, transcripts in research_splits(experiment, bad).items():
@@ -133,7 +150,7 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
           (bad if split == 'train' else builders.BadRecords()).add(
               origin, f'research line too long for seq_len {seq_len}')
       if examples:
-        rows[split]['research'] = packing.pack(examples, seq_len)
+        rows[split]['research'] = packed_task(workdir, 'research', split, examples, seq_len)
     if 'research' in rows['train']:
       weights['research'] = cfg.research_weight
   if cfg.pretrain_weight > 0:
@@ -155,8 +172,7 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
                            experiment.train.seed, **hosts),
       eval=MixtureSampler(eval_rows, {t: weights[t] for t in eval_rows},
                           experiment.train.batch_size, experiment.train.seed + 1, **hosts),
-      packing_efficiency=packing.efficiency({'segment_ids': np.concatenate(
-          [r['segment_ids'] for r in train_rows.values()])}),
+      packing_efficiency=pipeline.efficiency(train_rows.values()),
       bad_records={'finetune': bad.counts()})
 
 

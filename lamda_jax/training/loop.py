@@ -19,6 +19,7 @@ import numpy as np
 
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.data import pipeline
+from lamda_jax.data import sampler as sampler_lib
 from lamda_jax.model import stats
 from lamda_jax.training import metrics as metrics_lib
 from lamda_jax.training import train_state
@@ -157,8 +158,10 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: _SIGTERM.set())
     try:
       pending = []
+      batches = sampler_lib.prefetched(datasets.train, start, cfg.steps,
+                                       experiment.data.read_threads, experiment.data.read_ahead)
       for step in range(start, cfg.steps):
-        state, step_metrics = trainer.update(state, trainer.to_device(datasets.train.batch(step)))
+        state, step_metrics = trainer.update(state, trainer.to_device(next(batches)))
         pending.append((step, step_metrics))
         if step == start:  # leave compilation out of the throughput
           jax.block_until_ready(step_metrics)
