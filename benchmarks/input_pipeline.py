@@ -45,7 +45,8 @@ from lamda_jax.data.sampler import MixtureSampler, prefetched
 def peak_mib():  # VmHWM starts afresh at exec, unlike ru_maxrss (kept from the parent)
   status = open('/proc/self/status').read()
   return int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) / 1024
-folders, seq_len, batch = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+folders = json.load(open(sys.argv[1]))
+seq_len, batch = int(sys.argv[2]), int(sys.argv[3])
 imported = peak_mib()
 start = time.perf_counter()
 sources = {name: packed.PackedRows(stems, seq_len) for name, stems in folders.items()}
@@ -119,7 +120,9 @@ def main(argv):
       folder = os.path.join(workdir, f'corpus-{scale}x')
       os.makedirs(folder)
       folders = corpus_of(built, scale, folder)
-      probe = subprocess.run([sys.executable, '-c', _PROBE, json.dumps(folders), str(seq_len),
+      with open(os.path.join(folder, 'shards.json'), 'w', encoding='utf-8') as f:
+        json.dump(folders, f)
+      probe = subprocess.run([sys.executable, '-c', _PROBE, f.name, str(seq_len),
                               str(batch)], capture_output=True, text=True, check=True,
                              env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
       emit({'benchmark': 'input_pipeline_memory', 'corpus_scale': scale,

@@ -326,6 +326,10 @@ class DataConfig:
   beam_runner: str = ''
   beam_options: tuple[str, ...] = ()
   read_threads: int = 2  # Grain's threads reading the next batches ahead of the step
+  # Rows are shuffled among this many consecutive shards of a source at a time
+  # (the shards' order is shuffled too): more mixes further, and keeps more
+  # shard indexes in memory (about 14 bytes a row).
+  window_shards: int = 16
   read_ahead: int = 4  # batches read ahead
 
   def __post_init__(self):
@@ -350,6 +354,7 @@ class DataConfig:
       _fail('data.beam_options', 'given without data.beam_runner')
     _check_int('data.read_threads', self.read_threads)
     _check_int('data.read_ahead', self.read_ahead)
+    _check_int('data.window_shards', self.window_shards)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,13 +7,15 @@ reading one row decompresses only that row) and `<stem>.json`, written after
 it, says what it holds: rows, tokens (non-padding positions), the sha256 of
 its records and the bad records met making it. A shard without its JSON was
 never finished and is written again. A reader holds the shards' metadata and
-open file handles, never the rows: memory does not grow with the corpus.
+a bounded number of open shards, never the rows.
 """
 
+import collections
 import dataclasses
 import hashlib
 import json
 import os
+import threading
 
 from array_record.python.array_record_module import ArrayRecordWriter
 import grain
@@ -74,24 +76,55 @@ def write_shard(stem: str, rows, bad_records=None) -> dict:
 
 @dataclasses.dataclass
 class PackedRows:
-  """Random access to the rows of a list of written shards, in order."""
+  """Random access to the rows of a list of written shards, in order.
+
+  A shard's reader is opened on first use and at most `open_shards` stay
+  open (an ArrayRecord reader holds its file's index of records: memory
+  follows the shards in use, not the corpus)."""
   stems: list[str]
   seq_len: int
+  open_shards: int = 64
 
   def __post_init__(self):
     self.shards = []
     for stem in self.stems:
       with open(stem + '.json', encoding='utf-8') as f:
         self.shards.append(json.load(f))
-    files = [stem + '.array_record' for stem, meta in zip(self.stems, self.shards) if meta['rows']]
-    self._source = grain.sources.ArrayRecordDataSource(files) if files else None
+    self.shard_rows = [meta['rows'] for meta in self.shards]
+    self._offsets = np.concatenate([[0], np.cumsum(self.shard_rows)]).astype(np.int64)
+    self._readers = collections.OrderedDict()  # shard -> reader, least recently used first
+    self._lock = threading.Lock()  # Grain's threads read batches at once
 
   def __len__(self) -> int:
-    return sum(meta['rows'] for meta in self.shards)
+    return int(self._offsets[-1])
+
+  def first_row(self, shard: int) -> int:
+    return int(self._offsets[shard])
+
+  def _reader(self, shard: int):
+    with self._lock:
+      if shard in self._readers:
+        self._readers.move_to_end(shard)
+      else:
+        self._readers[shard] = grain.sources.ArrayRecordDataSource(
+            [self.stems[shard] + '.array_record'])
+        if len(self._readers) > self.open_shards:
+          self._readers.popitem(last=False)
+      return self._readers[shard]
 
   def take(self, indices) -> dict[str, np.ndarray]:
     """field -> [len(indices), seq_len], in the order asked."""
-    return decode(self._source.__getitems__([int(i) for i in indices]), self.seq_len)
+    indices = np.asarray(indices, np.int64)
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+      raise IndexError(f'rows {indices.min()}..{indices.max()} outside 0..{len(self) - 1}')
+    shards = np.searchsorted(self._offsets, indices, 'right') - 1
+    records = [b''] * len(indices)
+    for shard in np.unique(shards):
+      at = np.flatnonzero(shards == shard)
+      local = (indices[at] - self._offsets[shard]).tolist()
+      for position, record in zip(at, self._reader(int(shard)).__getitems__(local)):
+        records[position] = record
+    return decode(records, self.seq_len)
 
   @property
   def tokens(self) -> int:

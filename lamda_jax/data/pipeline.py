@@ -266,7 +266,8 @@ def packed_split(experiment: ExperimentConfig, source: builders.Source, split: s
   if any(not packed.is_written(job.stem) for job in jobs):
     with console.phase(f'Tokenizing and packing {source.name} ({split}, {len(jobs)} shards)'):
       write_shards(jobs, data.beam_runner, data.beam_options)
-  rows = packed.PackedRows([job.stem for job in jobs], seq_len)
+  rows = packed.PackedRows([job.stem for job in jobs], seq_len,
+                           open_shards=2 * data.window_shards + 2)
   for reason, origins in rows.bad_records().items():
     for origin in origins:
       source.bad_records.add(origin, reason)
@@ -288,7 +289,8 @@ def build(experiment: ExperimentConfig, workdir: str) -> Datasets:
     if not len(split_rows):
       logging.warning('Data source %s has no held-out rows; it is left out of evaluation.', name)
       del rows['validation'][name]
-  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count(),
+               window_shards=experiment.data.window_shards)
   return Datasets(
       train=MixtureSampler(rows['train'], weights, batch, experiment.train.seed, **hosts),
       eval=MixtureSampler(rows['validation'], weights, batch, experiment.train.seed + 1, **hosts),

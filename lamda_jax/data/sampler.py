@@ -6,11 +6,14 @@ would have seen. Global row g of the stream comes from the source that a
 seeded, per-cycle shuffle of a fixed pattern assigns to it; each cycle of
 `CYCLE` rows holds every source in proportion to its weight (largest
 remainder), so the mixture is exact, not just right on average. Within a
-source, rows are drawn without replacement in a fresh seeded permutation each
-epoch, computed one index at a time by Grain's index shuffle (a bijection of
-[0, rows)): no permutation is ever held, so memory does not grow with a
-source. Each host takes only its slice of every global batch and reads only
-those rows; `prefetched` reads them ahead on Grain's threads.
+source, rows are drawn without replacement in a fresh seeded order each epoch:
+the source's shards in a shuffled order, and the rows of each window of a few
+consecutive shards shuffled among themselves, one index at a time by Grain's
+index shuffle (a bijection). No permutation of rows is ever held, and only a
+window's shards need be open (a shard's reader holds an index of its rows),
+so memory follows the window, not the corpus. Each host takes only its slice
+of every global batch and reads only those rows; `prefetched` reads them
+ahead on Grain's threads.
 """
 
 import collections
@@ -38,9 +41,9 @@ def _cycle_counts(weights: dict[str, float]) -> dict[str, int]:
 class MixtureSampler:
 
   def __init__(self, sources: dict, weights: dict[str, float], global_batch: int, seed: int,
-               process_index: int = 0, process_count: int = 1):
-    """sources: name -> rows with len(), take(indices) and identity (packed.PackedRows);
-    weights: name -> weight."""
+               process_index: int = 0, process_count: int = 1, window_shards: int = 16):
+    """sources: name -> packed.PackedRows; weights: name -> weight; window_shards:
+    how many shards of a source are read from at a time (see _shuffled)."""
     empty = [name for name, rows in sources.items() if not len(rows)]
     if empty:
       raise ValueError(f'data source {empty[0]!r} has no rows to sample')
@@ -48,7 +51,7 @@ class MixtureSampler:
       raise ValueError(f'global batch {global_batch} does not split over {process_count} hosts')
     self.sources, self.names = sources, sorted(sources)
     self.counts = _cycle_counts({name: weights[name] for name in self.names})
-    self.global_batch, self.seed = global_batch, seed
+    self.global_batch, self.seed, self.window_shards = global_batch, seed, window_shards
     self.local_batch = global_batch // process_count
     self.local_offset = process_index * self.local_batch
     self._base_pattern = np.repeat(np.arange(len(self.names)),
@@ -58,10 +61,36 @@ class MixtureSampler:
   def _pattern(self, cycle: int) -> np.ndarray:
     return np.random.default_rng([self.seed, 0, cycle]).permutation(self._base_pattern)
 
+  @functools.lru_cache(maxsize=256)  # noqa: B019 -- a sampler lives as long as its run
+  def _seed(self, *key: int) -> int:
+    return int(np.random.SeedSequence([self.seed, *key]).generate_state(1)[0])
+
+  @functools.lru_cache(maxsize=None)  # noqa: B019 -- one entry per source
+  def _rows(self, source: int) -> int:
+    return len(self.sources[self.names[source]])
+
+  @functools.lru_cache(maxsize=8)  # noqa: B019 -- a sampler lives as long as its run
+  def _epoch_layout(self, source: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shards in this epoch's order, the first row of each in that order, then the total)."""
+    sizes = np.asarray(self.sources[self.names[source]].shard_rows)
+    seed = self._seed(1, source, epoch)
+    order = np.asarray([index_shuffle(i, len(sizes) - 1, seed, 4) for i in range(len(sizes))])
+    return order, np.concatenate([[0], np.cumsum(sizes[order])])
+
   def _shuffled(self, source: int, epoch: int, draw: int) -> int:
-    rows = len(self.sources[self.names[source]])
-    seed = int(np.random.SeedSequence([self.seed, 1, source, epoch]).generate_state(1)[0])
-    return index_shuffle(draw, rows - 1, seed, 4)
+    """The row at `draw` of this epoch's order of a source: the shards in a
+    fresh order, and the rows of each window of `window_shards` consecutive
+    shards in a fresh order among themselves. A bijection, so each row comes
+    once per epoch; only a window's shards are read at a time."""
+    order, starts = self._epoch_layout(source, epoch)
+    window = int(np.searchsorted(starts, draw, 'right') - 1) // self.window_shards
+    low = starts[window * self.window_shards]
+    high = starts[min((window + 1) * self.window_shards, len(order))]
+    position = low + index_shuffle(int(draw - low), int(high - low - 1),
+                                   self._seed(2, source, epoch, window), 4)
+    shard = int(np.searchsorted(starts, position, 'right') - 1)
+    return self.sources[self.names[source]].first_row(int(order[shard])) + int(
+        position - starts[shard])
 
   def draw(self, global_row: int) -> tuple[str, int]:
     """(source name, row index in that source) of one row of the stream."""
@@ -70,7 +99,7 @@ class MixtureSampler:
     source = int(pattern[position])
     # Draws of this source before this row: whole cycles, then this cycle so far.
     draw = cycle * self.counts[self.names[source]] + int((pattern[:position] == source).sum())
-    epoch, within = divmod(draw, len(self.sources[self.names[source]]))
+    epoch, within = divmod(draw, self._rows(source))
     return self.names[source], self._shuffled(source, epoch, within)
 
   def draws(self, step: int) -> list[tuple[str, int]]:
