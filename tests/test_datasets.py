@@ -269,3 +269,27 @@ def test_built_datasets_mix_and_hold_out(tmp_path):
   assert not any(row.tobytes() in train_rows
                  for row in _all_rows(built.eval.sources['python_docs'])['targets'])
   assert os.path.exists(tmp_path / 'corpora' / 'python_docs.jsonl')
+
+
+@pytest.mark.slow
+def test_beam_preparation_equals_the_in_process_one(tmp_path):
+  """Same records in the same splits, same bad records by file:line, over two files."""
+  paths = [_write_jsonl(tmp_path / f'part{k}.jsonl', [
+      *(_dialog(f'{k}-{i}', f'hello {i}', f'hi {k}') for i in range(12)),
+      b'{"turns": [oops\n', b'[' * 5000 + b']' * 5000 + b'\n', {'turns': []}]) for k in range(2)]
+  config = SourceConfig('dialogs', 1.0, tuple(paths))
+
+  def prepared(where, **beam):
+    source = builders.prepare('talk', config, paths, str(tmp_path / where), 0.3, **beam)
+    records = {split: sorted(source.records(split)) for split in builders.SPLITS}
+    return records, {reason: sorted(origins)
+                     for reason, origins in source.bad_records.to_json().items()}
+
+  here = prepared('here')
+  there = prepared('beam', beam_runner='DirectRunner')
+  assert here == there
+  assert all(here[0][split] for split in builders.SPLITS)
+  assert here[1]['empty dialog'] == [f'{paths[0]}:15', f'{paths[1]}:15']
+  with pytest.raises(ValueError, match='a split got no records'):
+    builders.prepare('talk', config, paths, str(tmp_path / 'empty'), 1e-9,
+                     beam_runner='DirectRunner')

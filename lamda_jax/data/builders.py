@@ -14,6 +14,7 @@ the prepared data; the input pipeline logs them every time it loads the data.
 
 import collections
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -89,22 +90,50 @@ def parse_document(record: dict) -> str:
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Shared by the two local builders: files in, split by id, report out."""
+  """Shared by the local builders: files in, split by a key, report out.
+
+  In this process, one pass over the files finds the splits that receive
+  examples (TFDS cannot write an empty one) and counts the bad records. With
+  `beam_runner`, TFDS runs the preparation as a Beam pipeline over the files
+  (`beam.Create(paths) | beam.FlatMap(...)`, one file per work item) and
+  each file's bad records land in `<data_dir>/bad_records/`, merged after.
+  """
   VERSION = tfds.core.Version('1.0.0')
 
-  def __init__(self, *, paths, eval_fraction, **kwargs):
+  def __init__(self, *, paths, eval_fraction, beam_runner='', beam_options=(), **kwargs):
     self._paths, self._eval_fraction = paths, eval_fraction
+    self._beam_runner, self._beam_options = beam_runner, tuple(beam_options)
+    self._report_dir = os.path.join(kwargs['data_dir'], 'bad_records')  # Beam's, per file
     self.bad_records = BadRecords()
     super().__init__(**kwargs)
 
-  def _split_of(self, key: str, example) -> str:
-    """By the record's id; subclasses may split by a coarser key."""
+  @classmethod
+  def split_key(cls, key: str, example) -> str:
+    """What decides the split: the record's id; subclasses may use a coarser key."""
     del example
-    return 'validation' if held_out(key, self._eval_fraction) else 'train'
+    return key
+
+  @classmethod
+  def path_examples(cls, path: str, bad: BadRecords):
+    """(key, example) of each good record of one file; bad ones counted into `bad`."""
+    raise NotImplementedError
+
+  def _split_of(self, key: str, example) -> str:
+    held = held_out(self.split_key(key, example), self._eval_fraction)
+    return 'validation' if held else 'train'
+
+  def _examples(self, bad):
+    for path in self._paths:
+      yield from self.path_examples(path, bad)
 
   def _split_generators(self, dl_manager):
-    """Only splits that receive examples: TFDS cannot write an empty one."""
     del dl_manager  # nothing is downloaded
+    if self._beam_runner:
+      import apache_beam as beam  # pylint: disable=import-outside-toplevel  # only when asked for
+      return {split: beam.Create(self._paths) | f'{split} examples' >> beam.FlatMap(
+          functools.partial(_file_split, type(self), split=split,
+                            eval_fraction=self._eval_fraction, report_dir=self._report_dir))
+              for split in SPLITS}
     used = {self._split_of(*item) for item in self._examples(self.bad_records)}  # counts once
     return {split: self._generate_examples(split) for split in SPLITS if split in used}
 
@@ -112,6 +141,43 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     for key, example in self._examples(BadRecords()):  # already counted
       if self._split_of(key, example) == split:
         yield key, example
+
+  def prepare(self):
+    """download_and_prepare, on Beam when asked; afterwards `bad_records` holds
+    what preparation found, by whichever path."""
+    if not self._beam_runner:
+      self.download_and_prepare()
+      return
+    import apache_beam as beam  # pylint: disable=import-outside-toplevel  # only when asked for
+    os.makedirs(self._report_dir, exist_ok=True)
+    options = beam.options.pipeline_options.PipelineOptions(list(self._beam_options))
+    try:
+      self.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          beam_runner=self._beam_runner, beam_options=options))
+    except (ValueError, RuntimeError) as error:  # Beam may wrap TFDS's error
+      if 'total number of generated examples is 0' not in str(error):
+        raise
+      raise ValueError(f'{", ".join(self._paths[:3])}: a split got no records (eval_fraction '
+                       f'{self._eval_fraction}); on Beam both splits must hold some') from None
+    for name in sorted(n for n in os.listdir(self._report_dir) if n.endswith('.json')):
+      with open(os.path.join(self._report_dir, name), encoding='utf-8') as f:
+        for reason, origins in json.load(f).items():
+          for origin in origins:
+            self.bad_records.add(origin, reason)
+
+
+def _file_split(builder_class, path: str, *, split: str, eval_fraction: float, report_dir: str):
+  """A Beam work item: the examples of one file in one split. The train pass
+  writes the file's bad records (both passes meet the same ones)."""
+  bad = BadRecords()
+  for key, example in builder_class.path_examples(path, bad):
+    if (split == 'validation') == held_out(builder_class.split_key(key, example), eval_fraction):
+      yield key, example
+  if split == 'train':
+    name = hashlib.sha256(path.encode()).hexdigest()[:16] + '.json'
+    with open(os.path.join(report_dir, name + '.tmp'), 'w', encoding='utf-8') as f:
+      json.dump(bad.to_json(), f)
+    os.replace(os.path.join(report_dir, name + '.tmp'), os.path.join(report_dir, name))
 
 
 class LamdaDialogs(LocalBuilder):
@@ -125,12 +191,12 @@ class LamdaDialogs(LocalBuilder):
                                      'texts': tfds.features.Sequence(tfds.features.Text()),
                                  }))
 
-  def _examples(self, bad):
-    for path in self._paths:
-      for origin, record, turns in dialog.read_jsonl(path, parse_dialog, bad):
-        yield str(record.get('id', origin)), {
-            'origin': origin, 'speakers': [t['speaker'] for t in turns],
-            'texts': [t['text'] for t in turns]}
+  @classmethod
+  def path_examples(cls, path: str, bad: BadRecords):
+    for origin, record, turns in dialog.read_jsonl(path, parse_dialog, bad):
+      yield str(record.get('id', origin)), {
+          'origin': origin, 'speakers': [t['speaker'] for t in turns],
+          'texts': [t['text'] for t in turns]}
 
 
 class LamdaDocuments(LocalBuilder):
@@ -142,14 +208,14 @@ class LamdaDocuments(LocalBuilder):
                                      'origin': tfds.features.Text(),
                                      'text': tfds.features.Text()}))
 
-  def _examples(self, bad):
-    for path in self._paths:
-      if path.endswith('.txt'):
-        records = text_file(path, bad)
-      else:
-        records = dialog.read_jsonl(path, parse_document, bad)
-      for origin, record, text in records:
-        yield str(record.get('id', origin)), {'origin': origin, 'text': text}
+  @classmethod
+  def path_examples(cls, path: str, bad: BadRecords):
+    if path.endswith('.txt'):
+      records = text_file(path, bad)
+    else:
+      records = dialog.read_jsonl(path, parse_document, bad)
+    for origin, record, text in records:
+      yield str(record.get('id', origin)), {'origin': origin, 'text': text}
 
 
 def text_file(path: str, bad: BadRecords):
@@ -239,8 +305,9 @@ def _open_splits(location: tuple) -> dict:
   return tfds.builder_from_directory(location[1]).as_data_source()
 
 
-def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction: float) -> Source:
-  """Prepares (once) and opens one source."""
+def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction: float,
+            beam_runner: str = '', beam_options=()) -> Source:
+  """Prepares (once; on Beam with `beam_runner`) and opens one source."""
   if config.kind == 'tfds':
     location = ('tfds', config.tfds_name, tfds_dir)
     splits = _open_splits(location)
@@ -249,7 +316,8 @@ def prepare(name: str, config: SourceConfig, paths, tfds_dir: str, eval_fraction
   builder_class = LamdaDialogs if config.kind == 'dialogs' else LamdaDocuments
   data_dir = os.path.join(tfds_dir, f'{name}-{fingerprint(config.kind, paths, eval_fraction)}')
   builder = builder_class(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
-                          file_format='array_record')
+                          file_format='array_record', beam_runner=beam_runner,
+                          beam_options=beam_options)
   bad = prepare_once(builder, data_dir, f'Preparing data source {name}')
   return Source(name, config.kind, ('directory', builder.data_dir), bad,
                 os.path.basename(data_dir))
@@ -261,7 +329,7 @@ def prepare_once(builder: LocalBuilder, data_dir: str, title: str) -> BadRecords
   report_path = os.path.join(data_dir, REPORT_FILE)
   if not os.path.exists(report_path):
     with console.phase(title), console.library_output():
-      builder.download_and_prepare()
+      builder.prepare()
     with open(report_path + '.tmp', 'w', encoding='utf-8') as f:
       json.dump(builder.bad_records.to_json(), f)
     os.replace(report_path + '.tmp', report_path)

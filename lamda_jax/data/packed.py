@@ -86,11 +86,14 @@ class PackedRows:
   open_shards: int = 64
 
   def __post_init__(self):
-    self.shards = []
-    for stem in self.stems:
-      with open(stem + '.json', encoding='utf-8') as f:
-        self.shards.append(json.load(f))
-    self.shard_rows = [meta['rows'] for meta in self.shards]
+    # Per shard only its row count is kept (a pod's corpus has many shards).
+    self.shard_rows, self.tokens = np.zeros(len(self.stems), np.int64), 0
+    digest = hashlib.sha256(str(self.seq_len).encode())
+    for index, meta in enumerate(self._metadata()):
+      self.shard_rows[index] = meta['rows']
+      self.tokens += meta['tokens']
+      digest.update(meta['sha256'].encode())
+    self.identity = digest.hexdigest()[:16]  # names the content, from the shards' checksums
     self._offsets = np.concatenate([[0], np.cumsum(self.shard_rows)]).astype(np.int64)
     self._readers = collections.OrderedDict()  # shard -> reader, least recently used first
     self._lock = threading.Lock()  # Grain's threads read batches at once
@@ -126,22 +129,15 @@ class PackedRows:
         records[position] = record
     return decode(records, self.seq_len)
 
-  @property
-  def tokens(self) -> int:
-    return sum(meta['tokens'] for meta in self.shards)
-
-  @property
-  def identity(self) -> str:
-    """Names the rows' content, from the shards' own checksums: reading no row."""
-    digest = hashlib.sha256(str(self.seq_len).encode())
-    for meta in self.shards:
-      digest.update(meta['sha256'].encode())
-    return digest.hexdigest()[:16]
+  def _metadata(self):
+    for stem in self.stems:
+      with open(stem + '.json', encoding='utf-8') as f:
+        yield json.load(f)
 
   def bad_records(self) -> dict[str, list[str]]:
     """reason -> origins, over every shard."""
     merged = {}
-    for meta in self.shards:
+    for meta in self._metadata():
       for reason, origins in meta['bad_records'].items():
         merged.setdefault(reason, []).extend(origins)
     return merged

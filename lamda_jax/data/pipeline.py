@@ -72,7 +72,8 @@ def open_sources(experiment: ExperimentConfig, workdir: str) -> dict[str, builde
       logging.warning('Data source %s left out of the mixture: %s', name, error)
       continue
     opened[name] = process_zero_first(f'prepare {name}', lambda n=name, s=source, p=paths: (
-        builders.prepare(n, s, p, tfds_dir, data.eval_fraction)))
+        builders.prepare(n, s, p, tfds_dir, data.eval_fraction, data.beam_runner,
+                         data.beam_options)))
   if not opened:
     raise ValueError('config.data.sources: no source is available')
   return opened

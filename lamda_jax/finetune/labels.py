@@ -106,25 +106,29 @@ class LamdaLabels(builders.LocalBuilder):
                                          {a: tfds.features.Scalar(np.int32) for a in attributes.NAMES}),
                                  }))
 
-  def _split_of(self, key: str, example) -> str:
-    return super()._split_of(example['conversation'], example)
+  @classmethod
+  def split_key(cls, key: str, example) -> str:
+    return example['conversation']
 
-  def _examples(self, bad):
-    for path in self._paths:
-      for record in read(path, bad):
-        yield record.origin, {
-            'origin': record.origin, 'conversation': record.conversation,
-            'context_speakers': [t.speaker for t in record.context],
-            'context_texts': [t.text for t in record.context],
-            'response_speaker': record.response.speaker, 'response_text': record.response.text,
-            'labels': {a: record.labels.get(a, UNRATED) for a in attributes.NAMES}}
+  @classmethod
+  def path_examples(cls, path: str, bad):
+    for record in read(path, bad):
+      yield record.origin, {
+          'origin': record.origin, 'conversation': record.conversation,
+          'context_speakers': [t.speaker for t in record.context],
+          'context_texts': [t.text for t in record.context],
+          'response_speaker': record.response.speaker, 'response_text': record.response.text,
+          'labels': {a: record.labels.get(a, UNRATED) for a in attributes.NAMES}}
 
 
-def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float) -> dict:
-  """Label files prepared (once) with LamdaLabels -> {split: [RatedResponse]}."""
+def prepare_labels(field: str, paths, tfds_dir: str, eval_fraction: float, beam_runner: str = '',
+                   beam_options=()) -> dict:
+  """Label files prepared (once; on Beam with `beam_runner`) with LamdaLabels
+  -> {split: [RatedResponse]}."""
   data_dir = os.path.join(tfds_dir, f'labels-{builders.fingerprint("labels", paths, eval_fraction)}')
   builder = LamdaLabels(paths=paths, eval_fraction=eval_fraction, data_dir=data_dir,
-                        file_format='array_record')
+                        file_format='array_record', beam_runner=beam_runner,
+                        beam_options=beam_options)
   builders.prepare_once(builder, data_dir, f'Preparing rated responses ({field})').log(
       f'config.{field}')
   splits = {}

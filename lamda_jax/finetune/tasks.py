@@ -61,8 +61,10 @@ def label_splits(experiment: ExperimentConfig, workdir: str, field: str, pattern
            for pattern in patterns]
   files = builders.expand_paths(field, paths)
   tfds_dir = experiment.data.tfds_dir or os.path.join(workdir, 'tfds')
+  data = experiment.data
   return pipeline.process_zero_first('prepare labels', lambda: labels.prepare_labels(
-      field, files, tfds_dir, experiment.finetune.eval_fraction))
+      field, files, tfds_dir, experiment.finetune.eval_fraction, data.beam_runner,
+      data.beam_options))
 
 
 def research_splits(experiment: ExperimentConfig, bad) -> dict:
