@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lamda_jax.data import packed, packing
+from lamda_jax.data import sampler as sampler_lib
 from lamda_jax.data.sampler import MixtureSampler, prefetched
 
 _WORKED = [packing.Example((11, 12, 13), (1.0, 1.0, 1.0)),
@@ -241,3 +242,14 @@ def test_a_window_reads_only_its_shards(tmp_path):
 def test_rows_outside_the_source_are_an_error(tmp_path):
   with pytest.raises(IndexError, match=r'rows 0\.\.5 outside 0\.\.4'):
     _sharded_rows(tmp_path, [2, 3]).take([0, 5])
+
+
+@pytest.mark.parametrize('size', [1, 3, sampler_lib.SMALL_DOMAIN, sampler_lib.SMALL_DOMAIN + 5])
+def test_bijection_permutes_small_and_large_domains(size):
+  """Cached permutations below SMALL_DOMAIN, Grain's index_shuffle above: both permute."""
+  for seed in (0, 7):
+    mapped = [sampler_lib.bijection(i, size, seed) for i in range(size)]
+    assert sorted(mapped) == list(range(size))
+  if size > 3:
+    assert mapped != list(range(size))
+    assert mapped != [sampler_lib.bijection(i, size, 0) for i in range(size)]
