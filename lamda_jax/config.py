@@ -23,8 +23,12 @@ MESH_AXES = ('data', 'fsdp', 'tensor')
 # mesh axis is used at most once per array, so putting 'batch' first keeps
 # activations batch-sharded while parameters are FSDP-sharded on 'embed'.
 LOGICAL_AXES = ('batch', 'length', 'vocab', 'embed', 'heads', 'kv', 'mlp', 'layers',
-                'relpos_buckets')
+                'relpos_buckets', 'attributes')
 DTYPES = ('float32', 'bfloat16', 'float16')
+# How a discriminator score is read (finetune.discriminator): the paper's
+# P('1') vs P('0') from the LM head at the rating position, or per-attribute
+# classifier heads on the final hidden state at the attribute position.
+DISCRIMINATORS = ('rating_token', 'heads')
 
 # Registries: a config names one of these; nothing else lists the names.
 ACTIVATIONS = {
@@ -58,6 +62,7 @@ DEFAULT_AXIS_RULES = (
     ('length', None),
     ('layers', None),
     ('relpos_buckets', None),
+    ('attributes', None),  # the discriminator heads' outputs: a handful, replicated
 )
 
 
@@ -373,8 +378,12 @@ class FinetuneConfig:
   from the responses the discriminators kept). Task weights:
   the generator, the discriminators (shared equally by the rated attributes),
   and pre-training data kept in the mixture against forgetting.
+  `discriminator`: one of DISCRIMINATORS; 'heads' adds the classifier heads to
+  the model (their parameters are fresh when `init_from` has none), and every
+  mode that reads the run must say 'heads' too.
   """
   labels: tuple[str, ...] = ()
+  discriminator: str = 'rating_token'
   generator_data: tuple[str, ...] = ()
   init_from: str = ''
   keep_optimizer_state: bool = False
@@ -395,6 +404,7 @@ class FinetuneConfig:
       if path.startswith('embedded:'):
         _check_choice('finetune.labels', path.removeprefix('embedded:'), ('chitchat_weak',))
     _check_bool('finetune.keep_optimizer_state', self.keep_optimizer_state)
+    _check_choice('finetune.discriminator', self.discriminator, DISCRIMINATORS)
     object.__setattr__(self, 'research', tuple(self.research))
     for path in self.research:
       if path.startswith('embedded:'):

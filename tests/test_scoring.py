@@ -1,5 +1,6 @@
 """Discriminator scores: P(rating=1) from the softmax over the two rating tokens."""
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -17,18 +18,28 @@ SEQ_LEN = 48
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
+def tokenizer(tmp_path_factory):
   path = tmp_path_factory.mktemp('tokenizer') / 'sp.model'
-  tokenizer = tokenizer_lib.train(list(corpora.python_docs().values())[:30], 800, str(path))
+  return tokenizer_lib.train(list(corpora.python_docs().values())[:30], 800, str(path))
+
+
+@pytest.fixture(scope='module', params=['rating_token', 'heads'])
+def setup(tokenizer, request):
+  """The rating-token readout, and discriminator heads (biased apart, so each
+  attribute's score differs)."""
+  heads = len(attributes.NAMES) if request.param == 'heads' else 0
   model = Decoder(ModelConfig(num_layers=2, d_model=32, num_heads=2, head_dim=16, d_ff=64,
-                              vocab_size=800, dtype='float32'))
-  params = model.init(jax.random.key(0), np.zeros((1, SEQ_LEN), np.int32))['params']
+                              vocab_size=800, dtype='float32'), attribute_heads=heads)
+  params = nn.unbox(model.init(jax.random.key(0), np.zeros((1, SEQ_LEN), np.int32))['params'])
+  if heads:
+    params['attribute_heads']['bias'] = np.linspace(-1, 1, heads, dtype=np.float32)
   return tokenizer, model, params
 
 
 def test_prefix_reusing_scores_equal_naive_full_passes(setup):
   """One cached prefix per response + attribute suffixes == a full pass per
-  (response, attribute), including a context truncated to fit SEQ_LEN."""
+  (response, attribute), including a context truncated to fit SEQ_LEN; for
+  the heads, also with attributes in another order than the heads'."""
   tokenizer, model, params = setup
   long_context = tuple(Turn('AB'[i % 2], f'turn number {i} says something long enough')
                        for i in range(12))
@@ -44,3 +55,6 @@ def test_prefix_reusing_scores_equal_naive_full_passes(setup):
                                                attribute, SEQ_LEN)
       np.testing.assert_allclose(got[i, j], want, rtol=1e-5)
   assert len({round(float(p), 6) for p in got.ravel()}) > 1  # not a constant
+  reordered = scoring.score(params, model, tokenizer, contexts, responses,
+                            ('UNSAFE', 'SENSIBLE'), SEQ_LEN)
+  np.testing.assert_allclose(reordered, got[:, [3, 0]], rtol=1e-5)

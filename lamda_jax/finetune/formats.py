@@ -68,9 +68,17 @@ def rating_suffix(tokenizer, attribute: str, rating: int) -> list[int]:
 
 
 def discriminator_example(tokenizer, context_turns, response: str, attribute: str, rating: int,
-                          seq_len: int, task_id: int = 0) -> Example:
-  """`<context> RESPONSE <response> <ATTRIBUTE> <rating>`; loss on the rating only."""
+                          seq_len: int, task_id: int = 0,
+                          discriminator: str = 'rating_token') -> Example:
+  """`<context> RESPONSE <response> <ATTRIBUTE> <rating>`; loss on the rating only.
+
+  For discriminator heads (`discriminator='heads'`) the rating's target is the
+  label itself (0 or 1), which the heads' loss reads (training/losses.py); it
+  is the segment's last token, so no position ever sees it as input.
+  """
   suffix = rating_suffix(tokenizer, attribute, rating)
+  if discriminator == 'heads':
+    suffix = suffix[:-1] + [rating]
   weights = [0.0] * (len(suffix) - 1) + [1.0]
   example = _example(tokenizer, context_turns, response, suffix, weights, seq_len,
                      weigh_response=False)

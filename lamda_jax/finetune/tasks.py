@@ -26,7 +26,8 @@ from lamda_jax.finetune import formats, labels, weak_labels
 TASKS = ('lm', 'generator') + attributes.NAMES + ('research',)  # task ids, in this order
 
 
-def task_examples(records, tokenizer, seq_len: int, bad) -> dict[str, list[packing.Example]]:
+def task_examples(records, tokenizer, seq_len: int, bad,
+                  discriminator: str = 'rating_token') -> dict[str, list[packing.Example]]:
   """Task name -> examples; a response too long for a row is reported, not trained on."""
   examples = {task: [] for task in TASKS[1:]}
   for record in records:
@@ -34,7 +35,8 @@ def task_examples(records, tokenizer, seq_len: int, bad) -> dict[str, list[packi
     try:
       for attribute, label in record.labels.items():
         examples[attribute].append(formats.discriminator_example(
-            tokenizer, context, response, attribute, label, seq_len, TASKS.index(attribute)))
+            tokenizer, context, response, attribute, label, seq_len, TASKS.index(attribute),
+            discriminator))
       if record.labels.get('SENSIBLE') == 1 and record.labels.get('UNSAFE', 0) == 0:
         examples['generator'].append(formats.generator_example(
             tokenizer, context, response, seq_len, TASKS.index('generator')))
@@ -131,7 +133,7 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
   for split in builders.SPLITS:
     in_split = records.get(split, [])
     split_bad = bad if split == 'train' else builders.BadRecords()
-    examples = task_examples(in_split, tokenizer, seq_len, split_bad)
+    examples = task_examples(in_split, tokenizer, seq_len, split_bad, cfg.discriminator)
     for record in unlabelled.get(split, []):
       try:
         examples['generator'].append(formats.generator_example(

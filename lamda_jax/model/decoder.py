@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lamda_jax import attributes
 from lamda_jax import config as config_lib
 from lamda_jax.config import ModelConfig
 from lamda_jax.model import layers
@@ -50,23 +51,36 @@ def attention_mask(segment_ids):
   return (causal[None] & same_segment & not_padding)[:, None]
 
 
+READOUTS = ('vocab', 'heads', 'both')  # what Decoder returns; see its __call__
+HEADS_NAME = 'attribute_heads'  # the heads' parameters in the tree
+
+
 class Decoder(nn.Module):
   """tokens [batch, length] -> float32 logits [batch, length, vocab].
 
   `positions` restart at 0 in each packed segment; the relative attention bias
   is computed from them, so a packed example sees exactly what it would alone.
+  `attribute_heads` > 0 adds that many classifier heads on the final hidden
+  state (layers.AttributeHeads; `for_experiment` says when).
   """
   config: ModelConfig
+  attribute_heads: int = 0
 
   @nn.compact
   def __call__(self, tokens, positions=None, segment_ids=None, deterministic=True,
-               cache: KVCache | None = None, vocab_ids=None):
-    """logits, or (logits, cache with these tokens appended) when given a cache.
+               cache: KVCache | None = None, vocab_ids=None, readout: str = 'vocab'):
+    """The readout, or (readout, cache with these tokens appended) when given a cache.
 
-    `vocab_ids` [n]: the logits of only these vocabulary entries, [..., n]
-    (a discriminator score reads two), without the full output projection.
+    `readout`: 'vocab' the logits; 'heads' the attribute heads' logits
+    [batch, length, attribute_heads] without the output projection; 'both'
+    (logits, head logits). `vocab_ids` [n]: the logits of only these
+    vocabulary entries, [..., n] (a discriminator score reads two), without
+    the full output projection.
     """
     cfg = self.config
+    if readout not in READOUTS or (readout != 'vocab' and not self.attribute_heads):
+      raise ValueError(f'readout {readout!r}: expected one of {READOUTS}, and heads only '
+                       f'with attribute_heads > 0 (have {self.attribute_heads})')
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1]), tokens.shape)
     if segment_ids is None:
@@ -109,8 +123,18 @@ class Decoder(nn.Module):
         per_layer.append(layer_kv)
       updated = None if cache is None else tuple(zip(*per_layer))  # (keys, values) per layer
 
+    if cache is not None:
+      cache = KVCache(*updated, key_positions, slot_segment_ids, cache.length + tokens.shape[1])
+    def returned(out):
+      return out if cache is None else (out, cache)
+
     x = layers.RMSNorm(cfg, name='final_norm')(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    heads = None
+    if self.attribute_heads:  # always called, so `init` creates the heads' parameters
+      heads = layers.AttributeHeads(cfg, self.attribute_heads, name=HEADS_NAME)(x)
+    if readout == 'heads':
+      return returned(heads)
     if cfg.tie_embeddings:
       kernel, equation, vocab_axis = embedder.embedding, 'ble,ve->blv', 0
     else:
@@ -123,7 +147,11 @@ class Decoder(nn.Module):
     if cfg.tie_embeddings:
       logits = logits / np.sqrt(cfg.d_model)  # T5's rescaling for tied weights
     logits = nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
-    if cache is None:
-      return logits
-    return logits, KVCache(*updated, key_positions, slot_segment_ids,
-                           cache.length + tokens.shape[1])
+    return returned((logits, heads) if readout == 'both' else logits)
+
+
+def for_experiment(experiment: config_lib.ExperimentConfig) -> Decoder:
+  """The decoder of a run: with one classifier head per attribute when its
+  discriminators are heads (finetune.discriminator = 'heads')."""
+  heads = experiment.finetune.discriminator == 'heads'
+  return Decoder(experiment.model, attribute_heads=len(attributes.NAMES) if heads else 0)

@@ -226,3 +226,24 @@ class GatedMlp(nn.Module):
     hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=self.deterministic)
     out = dense(self, 'wo', hidden, 'blf,fe->ble', (cfg.d_ff, cfg.d_model), ('mlp', 'embed'))
     return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+
+
+class AttributeHeads(nn.Module):
+  """One logistic classifier per attribute on the final hidden state:
+  [batch, length, embed] -> float32 logits [batch, length, attributes].
+
+  The alternative to reading P('1') from the LM head (finetune.discriminator =
+  'heads'); a bias per attribute learns each attribute's base rate.
+  """
+  config: ModelConfig
+  num_attributes: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = param_with_axes(self, 'kernel', dense_init, (self.config.d_model, self.num_attributes),
+                             ('embed', 'attributes'))
+    bias = param_with_axes(self, 'bias', nn.initializers.zeros, (self.num_attributes,),
+                           ('attributes',))
+    logits = accumulating_einsum('ble,ea->bla', x, kernel.astype(x.dtype))  # [b, l, attributes]
+    logits = logits.astype(jnp.float32) + bias.astype(jnp.float32)
+    return nn.with_logical_constraint(logits, ('batch', 'length', 'attributes'))

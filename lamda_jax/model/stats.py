@@ -11,16 +11,17 @@ import jax
 import jax.numpy as jnp
 
 from lamda_jax.config import ExperimentConfig, ModelConfig
+from lamda_jax.model import decoder
 from lamda_jax.model.decoder import Decoder
 
 # Vocab-sized matrices: what "non-embedding" parameter counts leave out.
 EMBEDDING_PARAMS = ('token_embedder', 'logits_dense')
 
 
-def abstract_params(cfg: ModelConfig):
+def abstract_params(model: Decoder):
   """The boxed (logically partitioned) parameter tree as ShapeDtypeStructs."""
   tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  return jax.eval_shape(Decoder(cfg).init, jax.random.key(0), tokens)['params']
+  return jax.eval_shape(model.init, jax.random.key(0), tokens)['params']
 
 
 def _size(tree) -> int:
@@ -46,7 +47,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, int]:
 def describe(experiment: ExperimentConfig) -> dict:
   """Sizes of an experiment, for `--mode describe` and for planning."""
   cfg = experiment.model
-  params = abstract_params(cfg)
+  params = abstract_params(decoder.for_experiment(experiment))
   unboxed = nn.unbox(params)
   total = _size(unboxed)
   embedding = sum(_size(unboxed[name]) for name in EMBEDDING_PARAMS if name in unboxed)

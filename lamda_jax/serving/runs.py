@@ -16,9 +16,9 @@ import flax.linen as nn
 import jax
 from jax.sharding import Mesh
 
-from lamda_jax.config import ExperimentConfig
+from lamda_jax.config import ConfigError, ExperimentConfig
 from lamda_jax.data import pipeline
-from lamda_jax.model import stats
+from lamda_jax.model import decoder, stats
 from lamda_jax.model.decoder import Decoder
 from lamda_jax.serving import decoding
 from lamda_jax.training import partitioning
@@ -43,7 +43,7 @@ class Run:
 
 def inference_shapes(experiment: ExperimentConfig, mesh: Mesh):
   """The parameters as ShapeDtypeStructs in inference dtypes, with their shardings."""
-  boxed = stats.abstract_params(experiment.model)
+  boxed = stats.abstract_params(decoder.for_experiment(experiment))
   unboxed, specs = nn.unbox(boxed), nn.get_partition_spec(boxed)
   rules = experiment.logical_axis_rules
   partitioning.check_divisible(unboxed, specs, mesh, rules)
@@ -56,11 +56,25 @@ def inference_shapes(experiment: ExperimentConfig, mesh: Mesh):
 
 def read_params(experiment: ExperimentConfig, run_dir: str, field: str, mesh: Mesh):
   """The parameters of the newest readable checkpoint in `run_dir`, onto `mesh`."""
-  params = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest_params(
-      inference_shapes(experiment, mesh))
+  checkpointer = Checkpointer(run_dir, experiment.train, read_only=True)
+  shapes = inference_shapes(experiment, mesh)
+  check_discriminator(experiment, checkpointer.saved_param_names(), run_dir, field)
+  params = checkpointer.restore_latest_params(shapes)
   if params is None:
     raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
   return params
+
+
+def check_discriminator(experiment: ExperimentConfig, saved: set[str] | None, run_dir: str,
+                        field: str):
+  """A run fine-tuned with discriminator heads is read with them, and only such a run."""
+  has_heads = saved is not None and decoder.HEADS_NAME in saved
+  wants_heads = experiment.finetune.discriminator == 'heads'
+  if saved is not None and has_heads != wants_heads:
+    raise ConfigError(
+        f'config.{field}: {run_dir} was ' + ('' if has_heads else 'not ') +
+        "fine-tuned with discriminator heads; read it with config.finetune.discriminator="
+        f"'{'heads' if has_heads else 'rating_token'}'")
 
 
 def open_run(experiment: ExperimentConfig, run_dir: str, field: str) -> Run:
@@ -70,4 +84,4 @@ def open_run(experiment: ExperimentConfig, run_dir: str, field: str) -> Run:
   tokenizer = pipeline.run_tokenizer(experiment, run_dir, field)
   mesh = partitioning.create_mesh(experiment)
   return Run(experiment, run_dir, read_params(experiment, run_dir, field, mesh), tokenizer,
-             Decoder(experiment.model), mesh)
+             decoder.for_experiment(experiment), mesh)

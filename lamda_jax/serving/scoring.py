@@ -1,7 +1,9 @@
 """Discriminator scores read from the same model (§6.1).
 
 A score is P(rating = 1 | <context> RESPONSE <response> <ATTRIBUTE>): the
-softmax over just the two rating tokens '0' and '1' at the rating position.
+softmax over just the two rating tokens '0' and '1' at the rating position,
+or, for a model with discriminator heads, the sigmoid of the attribute's head
+at that same position.
 The shared `<context> RESPONSE <response>` prefix runs once into a KV cache;
 each attribute then costs only its few suffix tokens against that cache —
 the reason the paper gives for discriminator scoring being cheap. Sampled
@@ -14,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lamda_jax.attributes import NAMES
 from lamda_jax.finetune import formats
 from lamda_jax.model import kv_cache
 from lamda_jax.model.kv_cache import KVCache
@@ -32,11 +35,14 @@ def rating_suffixes(tokenizer, attributes) -> tuple[tuple[int, ...], ...]:
   return suffixes
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'suffixes'), donate_argnames='cache')
+@functools.partial(jax.jit, static_argnames=('model', 'suffixes', 'heads'),
+                   donate_argnames='cache')
 def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, model,
-                 suffixes: tuple[tuple[int, ...], ...]):
+                 suffixes: tuple[tuple[int, ...], ...], heads: tuple[int, ...] = ()):
   """(P(rating = 1) [rows, attributes], the cache) for the prefixes held in
   `cache` (one per row; the next token of row r sits at next_positions[r]).
+  A model with discriminator heads reads suffix i with head `heads[i]`
+  (default: head i); the rating ids are then unused.
 
   Leading tokens all suffixes share run once; then the attributes take turns
   in the same slots, each rest of a suffix (right-padded to the longest)
@@ -45,11 +51,13 @@ def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, mod
   copied nor grown: the added cost is a few tokens per attribute.
   """
   rows = next_positions.shape[0]
+  by_heads = model.attribute_heads > 0
   rating_ids = jnp.stack([zero_id, one_id])  # only their logits are computed
   def apply(tokens, positions, segments, cache):
     return model.apply({'params': params}, jnp.broadcast_to(tokens, (rows, tokens.shape[-1])),
                        positions, jnp.broadcast_to(segments, (rows, tokens.shape[-1])),
-                       cache=cache, vocab_ids=rating_ids)
+                       cache=cache, vocab_ids=None if by_heads else rating_ids,
+                       readout='heads' if by_heads else 'vocab')
 
   # Leading tokens every suffix shares (e.g. the space before the attribute
   # word) run once for all attributes.
@@ -69,15 +77,18 @@ def score_cached(params, cache: KVCache, next_positions, zero_id, one_id, *, mod
   for a, suffix in enumerate(suffixes):
     tokens[a, :len(suffix)], segments[a, :len(suffix)] = suffix, 1
   rating_at = np.asarray([len(suffix) - 1 for suffix in suffixes], np.int32)
+  head = np.asarray(heads or range(len(suffixes)), np.int32)
   positions = next_positions[:, None] + jnp.arange(width)[None, :]  # [rows, width]
 
   def score_attribute(cache, suffix):
-    suffix_tokens, suffix_segments, at = suffix
-    logits, written = apply(suffix_tokens, positions, suffix_segments, cache)
-    two_way = jnp.take(logits, at, axis=1)  # [rows, 2]: the logits of '0' and '1'
-    return written.replace(length=cache.length), jax.nn.softmax(two_way, axis=-1)[:, 1]
+    suffix_tokens, suffix_segments, at, head = suffix
+    out, written = apply(suffix_tokens, positions, suffix_segments, cache)
+    read = jnp.take(out, at, axis=1)  # [rows, heads], or [rows, 2]: the logits of '0' and '1'
+    probability = (jax.nn.sigmoid(jnp.take(read, head, axis=1)) if by_heads else
+                   jax.nn.softmax(read, axis=-1)[:, 1])
+    return written.replace(length=cache.length), probability
 
-  cache, probability = jax.lax.scan(score_attribute, cache, (tokens, segments, rating_at))
+  cache, probability = jax.lax.scan(score_attribute, cache, (tokens, segments, rating_at, head))
   return probability.T, cache.replace(length=cache.length - shared)  # [rows, attributes]
 
 
@@ -102,5 +113,6 @@ def score(params, model, tokenizer, contexts, responses, attributes, seq_len: in
   inputs, lengths = kv_cache.pad_prompts(rows)
   cache = _prefill(params, jnp.asarray(inputs), jnp.asarray(lengths), model=model)
   probability, _ = score_cached(params, cache, jnp.asarray(lengths), tokenizer.piece_to_id('0'),
-                             tokenizer.piece_to_id('1'), model=model, suffixes=suffixes)
+                                tokenizer.piece_to_id('1'), model=model, suffixes=suffixes,
+                                heads=tuple(map(NAMES.index, attributes)))
   return np.asarray(probability)

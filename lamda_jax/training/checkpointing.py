@@ -53,6 +53,19 @@ class Checkpointer:
         partial_restore=True)))
     return None if restored is None else restored.state['params']
 
+  def saved_param_names(self) -> set[str] | None:
+    """The top-level parameter names of the newest checkpoint (None if there
+    is none), from its metadata: what a restore would find, before trying it."""
+    steps = self.manager.all_steps()
+    if not steps:
+      return None
+    try:
+      tree = ocp.PyTreeCheckpointer().metadata(
+          os.path.join(self.directory, str(max(steps)), 'state')).item_metadata
+    except Exception:  # pylint: disable=broad-except  # unreadable: restoring skips it
+      return None
+    return set(tree['params'])
+
   def _restore_newest(self, args):
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:

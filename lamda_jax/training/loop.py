@@ -17,12 +17,11 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from lamda_jax.config import ExperimentConfig
+from lamda_jax.config import ConfigError, ExperimentConfig
 from lamda_jax.data import pipeline
 from lamda_jax.data import sampler as sampler_lib
 from lamda_jax.model import stats
 from lamda_jax.training import metrics as metrics_lib
-from lamda_jax.training import train_state
 from lamda_jax.training import trainer as trainer_lib
 from lamda_jax.training.checkpointing import Checkpointer
 
@@ -111,13 +110,36 @@ def evaluate(eval_fn, params, sampler, batches: int, to_device, tasks) -> dict:
           **_per_task('eval/', totals, tasks)}
 
 
-def restore_state(run_dir: str, experiment, abstract, field: str) -> train_state.TrainState:
-  """The latest train state of another run's workdir, onto this mesh."""
-  restored = Checkpointer(run_dir, experiment.train, read_only=True).restore_latest(abstract)
+def start_from(run_dir: str, state, abstract, experiment, keep_optimizer_state: bool):
+  """`state` with the parameters of `run_dir`'s latest checkpoint (and its
+  optimizer state if `keep_optimizer_state`).
+
+  Parameters only one side has (discriminator heads added to a pre-trained
+  run, or left out of a run that had them) keep this run's initialisation or
+  are not read; there is then no optimizer state to keep for them.
+  """
+  checkpointer = Checkpointer(run_dir, experiment.train, read_only=True)
+  saved = checkpointer.saved_param_names()
+  same = saved is None or saved == set(state.params)
+  if not same:
+    if keep_optimizer_state:
+      raise ConfigError(
+          f'config.finetune.keep_optimizer_state: {run_dir} has parameters '
+          f'{sorted(saved ^ set(state.params))} where this run differs, so its optimizer '
+          'state does not fit this model; set it to False')
+    logging.info('Starting from %s without %s (initialised here) and %s (not read).', run_dir,
+                 sorted(set(state.params) - saved), sorted(saved - set(state.params)))
+  restored = (checkpointer.restore_latest(abstract) if same else checkpointer.restore_latest_params(
+      {name: shape for name, shape in abstract.params.items() if name in saved}))
   if restored is None:
-    raise FileNotFoundError(f'config.{field}: no readable checkpoint in {run_dir}/checkpoints')
-  logging.info('Restored %s at step %d.', run_dir, int(restored[0].step))
-  return restored[0]
+    raise FileNotFoundError(f'config.finetune.init_from: no readable checkpoint in '
+                            f'{run_dir}/checkpoints')
+  if not same:
+    return state.replace(params={**state.params, **restored})
+  restored = restored[0]
+  logging.info('Restored %s at step %d.', run_dir, int(restored.step))
+  return state.replace(params=restored.params, opt_state=(
+      restored.opt_state if keep_optimizer_state else state.opt_state))
 
 
 def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: str = '',
@@ -141,9 +163,7 @@ def run(experiment: ExperimentConfig, workdir: str, datasets=None, init_from: st
     if restored is None:
       state = trainer.initial_state()
       if init_from:
-        start_from = restore_state(init_from, experiment, trainer.abstract, 'finetune.init_from')
-        state = state.replace(params=start_from.params, opt_state=(
-            start_from.opt_state if keep_optimizer_state else state.opt_state))
+        state = start_from(init_from, state, trainer.abstract, experiment, keep_optimizer_state)
     else:
       state, data_state = restored
       _check_resumed_data(data_state, datasets.train, int(state.step))

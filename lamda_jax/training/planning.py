@@ -24,8 +24,7 @@ from lamda_jax.config import (
   ConfigError,
   ExperimentConfig,
 )
-from lamda_jax.model import stats
-from lamda_jax.model.decoder import Decoder
+from lamda_jax.model import decoder, stats
 from lamda_jax.training import optimizers, partitioning, train_state
 from lamda_jax.training import trainer as trainer_lib
 
@@ -70,7 +69,7 @@ def state_bytes(experiment: ExperimentConfig) -> dict[str, int]:
   """Parameters, gradients and optimizer state per device: the train state's
   own shardings (the rules the loop uses), laid on an abstract mesh."""
   mesh = _abstract_mesh(experiment)
-  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(experiment.train)
+  model, optimizer = decoder.for_experiment(experiment), optimizers.make_optimizer(experiment.train)
   with nn.logical_axis_rules(experiment.logical_axis_rules):
     abstract, _ = train_state.abstract_state(experiment, model, optimizer, mesh)
   params = _bytes_per_device(abstract.params)

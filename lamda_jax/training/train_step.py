@@ -18,11 +18,15 @@ from lamda_jax.training import losses
 
 
 def _loss_sums(params, batch, rng, *, model, cfg: TrainConfig, deterministic=False):
-  logits = model.apply({'params': params}, batch['inputs'], batch['positions'],
-                       batch['segment_ids'], deterministic=deterministic,
-                       rngs={} if rng is None else {'dropout': rng})
+  heads = model.attribute_heads > 0  # discriminators are heads: read both outputs
+  out = model.apply({'params': params}, batch['inputs'], batch['positions'],
+                    batch['segment_ids'], deterministic=deterministic,
+                    rngs={} if rng is None else {'dropout': rng},
+                    readout='both' if heads else 'vocab')
+  logits, head_logits = out if heads else (out, None)
   sums = losses.cross_entropy_sums(logits, batch['targets'], batch['loss_weights'],
-                                   batch['task_ids'], len(cfg.tasks), cfg.z_loss)
+                                   batch['task_ids'], len(cfg.tasks), cfg.z_loss, head_logits,
+                                   losses.head_of_task(cfg.tasks))
   return sums['loss'] + sums['z_loss'], sums
 
 

@@ -15,6 +15,7 @@ import optax
 
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.data import packing
+from lamda_jax.model import decoder
 from lamda_jax.model.decoder import Decoder
 from lamda_jax.training import optimizers, partitioning, train_state, train_step
 
@@ -59,7 +60,7 @@ def set_up(experiment: ExperimentConfig, devices=None) -> Trainer:
   mesh = partitioning.create_mesh(experiment, devices)
   partitioning.check_batch_divisible(cfg.batch_size // cfg.microbatches, mesh, rules,
                                      field='train.microbatches')
-  model, optimizer = Decoder(experiment.model), optimizers.make_optimizer(cfg)
+  model, optimizer = decoder.for_experiment(experiment), optimizers.make_optimizer(cfg)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     abstract, shardings = train_state.abstract_state(experiment, model, optimizer, mesh)
   batch_sharding = partitioning.batch_sharding(mesh, rules)
