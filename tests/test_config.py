@@ -55,6 +55,7 @@ def _tiny_with(section, field, value):
     ('finetune', 'generator_weight', -1.0,
      'config.finetune.generator_weight: must be a number >= 0'),
     ('finetune', 'eval_fraction', 1.5, 'config.finetune.eval_fraction: must be a number in (0, 1)'),
+    ('finetune', 'discriminator', 'head', "config.finetune.discriminator: unknown value 'head'"),
     ('data', 'eval_fraction', 0.0, 'config.data.eval_fraction: must be a number in (0, 1)'),
     ('data', 'beam_options', ('--direct_num_workers=2',),
      'config.data.beam_options: given without data.beam_runner'),
