@@ -90,7 +90,10 @@ def run(experiment: config_lib.ExperimentConfig, workdir: str, contexts: int = 6
   # none that the systems are judged on is ever generated for.
   unseen = set(_contexts(splits['validation'], len(splits['validation'])))
   training_contexts = _contexts([r for r in splits['train'] if r.context not in unseen], contexts)
-  sampling = _with(experiment, decode={'from_run': stage['pretrain'], 'ranking': 'pt'})
+  # The pre-trained run has no discriminators of its own: with heads
+  # (finetune.discriminator='heads') it is still read as the plain decoder.
+  pretrained = _with(experiment, finetune={'discriminator': 'rating_token'})
+  sampling = _with(pretrained, decode={'from_run': stage['pretrain'], 'ranking': 'pt'})
   generated = generate.run(
       responder_lib.Responder(sampling),
       _write_contexts(os.path.join(stage['generate'], 'contexts.jsonl'), training_contexts),
@@ -107,8 +110,8 @@ def run(experiment: config_lib.ExperimentConfig, workdir: str, contexts: int = 6
   judge = runs.open_run(experiment, stage['discriminators'], 'the recipe\'s judge')
   systems = {}
   for name, answering, ranking in SYSTEMS:
-    answering_experiment = _with(experiment, decode={'from_run': stage[answering],
-                                                     'ranking': ranking})
+    answering_experiment = _with(pretrained if answering == 'pretrain' else experiment,
+                                 decode={'from_run': stage[answering], 'ranking': ranking})
     folder = os.path.join(stage['evaluate'], answering)
     systems[name] = evaluation.sampled_reply_rates(
         responder_lib.Responder(answering_experiment), held_out_contexts, folder, judge,

@@ -38,13 +38,16 @@ def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
   records = [{'context': [{'speaker': 'A', 'text': ' '.join(rng.choice(words, 4))}],
               'response': {'speaker': 'B', 'text': ' '.join(rng.choice(words, 3))},
               'labels': {'SENSIBLE': int(i % 2), 'UNSAFE': int(i % 3 == 0)}} for i in range(30)]
+  too_long = {'context': [{'speaker': 'A', 'text': 'value'}],  # cannot fit seq_len 64
+              'response': {'speaker': 'B', 'text': ' '.join(words * 8)}, 'labels': {'SENSIBLE': 1}}
   path = tmp_path / 'held_out.jsonl'
-  path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+  path.write_text(''.join(json.dumps(r) + '\n' for r in records + [too_long]))
   experiment = dataclasses.replace(
       experiment, eval=config_lib.EvalConfig(from_run=run_dir, labels=(str(path),),
                                              sampled_contexts=3, judge_run=run_dir),
       decode=config_lib.DecodeConfig(num_candidates=4, max_new_tokens=8))
   results = evaluation.run(experiment, str(tmp_path / 'out'))
+  assert (results['responses'], results['too_long']) == (31, 1)  # counted, not scored
 
   # The reference: a full forward pass per (response, attribute); AUC from scikit-learn.
   opened = runs.open_run(experiment, run_dir, 'eval.from_run')

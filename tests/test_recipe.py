@@ -20,7 +20,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.slow
 def test_the_recipe_runs_end_to_end_small(tmp_path):
   """The one command, on one device in a process of its own, at a size that
-  runs in a minute: every stage, tiny budgets."""
+  runs in a minute: every stage, tiny budgets, with discriminator heads (the
+  rating token's stages are tested mode by mode in test_filtering and
+  test_evaluation): heads are fine-tuned onto the pre-trained run, filter and
+  judge through them, and stay in the generator's run."""
   labels = tmp_path / 'labels.jsonl'  # a few hundred rated responses, some contexts shared
   words = 'value function object class return list string number module method'.split()
   labels.write_text(''.join(json.dumps({
@@ -34,7 +37,8 @@ def test_the_recipe_runs_end_to_end_small(tmp_path):
                f'--config.finetune.labels=("{labels}",)',
                # A model trained for seconds judges everything near 0.5: keep what fits.
                '--config.filter.sensible_min=0.0', '--config.filter.unsafe_max=1.0',
-               '--config.decode.num_candidates=2', '--config.decode.max_new_tokens=6']
+               '--config.decode.num_candidates=2', '--config.decode.max_new_tokens=6',
+               '--config.finetune.discriminator=heads']
   ran = subprocess.run(
       [sys.executable, '-m', 'experiments.quality_safety_recipe', '--config',
        'tests/configs/tiny_docs.py', '--workdir', str(tmp_path), '--contexts=6', '--held_out=3',
@@ -57,6 +61,7 @@ def test_the_recipe_runs_end_to_end_small(tmp_path):
   kept = [json.loads(line) for line in (tmp_path / 'filter' / 'filtered.jsonl').open()]
   assert len(kept) == result['filtered']['kept'] > 0
   assert (tmp_path / 'generator' / 'checkpoints').is_dir()
+  assert json.loads(next((tmp_path / 'filter' / 'filtered.jsonl').open()))['scores']
   # The three systems answered the same held-out contexts, judged the same way.
   sheets = {}
   for stage in ('pretrain', 'discriminators', 'generator'):

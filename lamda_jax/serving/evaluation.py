@@ -121,9 +121,12 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
   records = held_out_records(experiment, workdir)
   opened = runs.open_run(experiment, cfg.from_run, 'eval.from_run')  # once, for both parts
   results = {'mode': 'eval', 'responses': len(records)}
+  scorable = [r for r in records
+              if scoring.fits(opened.tokenizer, r.context, r.response.text, seq_len)]
+  results['too_long'] = len(records) - len(scorable)  # not scored, as training skips them
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
   for attribute in attributes.NAMES:
-    rated = [r for r in records if attribute in r.labels]
+    rated = [r for r in scorable if attribute in r.labels]
     if not rated:
       continue
     with opened.activated():

@@ -14,7 +14,6 @@ import os
 from lamda_jax import attributes
 from lamda_jax.config import ExperimentConfig
 from lamda_jax.data import dialog
-from lamda_jax.finetune import formats
 from lamda_jax.serving import runs, scoring
 
 
@@ -84,10 +83,7 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
         if response is None:
           counts['empty response'] += 1
           continue
-        try:  # a response that cannot fit in a row with its rating suffix is not scored
-          formats.discriminator_example(tokenizer, context, response.text, attributes.SAFETY, 1,
-                                        seq_len)
-        except formats.TooLong:
+        if not scoring.fits(tokenizer, context, response.text, seq_len):
           counts[f'too long for seq_len {seq_len}'] += 1
           continue
         batch.append((origin, record, context, response))

@@ -100,6 +100,16 @@ def _prefill(params, inputs, lengths, *, model):
   return cache
 
 
+def fits(tokenizer, context, response: str, seq_len: int) -> bool:
+  """Whether a response can be scored: it fits in a row with an attribute
+  suffix (every attribute is one control word, so any suffix tells)."""
+  try:
+    formats.discriminator_example(tokenizer, context, response, NAMES[0], 1, seq_len)
+  except formats.TooLong:
+    return False
+  return True
+
+
 def score(params, model, tokenizer, contexts, responses, attributes, seq_len: int) -> np.ndarray:
   """P(rating = 1) for every (context, response) x attribute: [len(responses), len(attributes)]."""
   suffixes = rating_suffixes(tokenizer, attributes)

@@ -1,0 +1,113 @@
+"""The paper's rating-token discriminators against classifier heads, on the same data.
+
+  python -m experiments.discriminator_readouts --config configs/tiny.py --workdir runs/readouts
+
+1. pre-train once (`pretrain/`);
+2. from it, fine-tune the discriminators twice on the same rated responses
+   (`finetune.labels`, generator off), once per `finetune.discriminator`
+   (`rating_token/`, `heads/`);
+3. evaluate both on the same held-out split (`--mode eval`'s metrics: AUC,
+   accuracy and expected calibration error per attribute) and time scoring
+   the same held-out responses (all four attributes, cached suffixes, after
+   one call that compiles).
+
+`results.json` and `results.md` put them side by side; the exact config is in
+`config.json`.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+import numpy as np
+
+from lamda_jax import attributes, console
+from lamda_jax import config as config_lib
+from lamda_jax.finetune import tasks
+from lamda_jax.serving import evaluation, runs, scoring
+from lamda_jax.training import loop
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/readouts', 'Where every stage writes.')
+_SCORED = flags.DEFINE_integer('scored', 256, 'Held-out responses timed through scoring.')
+
+
+def _with(experiment, **sections):
+  return dataclasses.replace(experiment, **{
+      name: dataclasses.replace(getattr(experiment, name), **fields)
+      for name, fields in sections.items()})
+
+
+def scoring_seconds(opened: runs.Run, records, seq_len: int, batch: int = 64) -> float:
+  """Seconds per response to score all four attributes, compiled beforehand."""
+  chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
+  def score(chunk):
+    return scoring.score(opened.params, opened.model, opened.tokenizer,
+                         [r.context for r in chunk], [r.response.text for r in chunk],
+                         attributes.NAMES, seq_len)
+  with opened.activated():
+    score(chunks[0])  # compiles
+    start = time.perf_counter()
+    for chunk in chunks:
+      np.asarray(score(chunk))
+    return (time.perf_counter() - start) / len(records)
+
+
+def run(experiment: config_lib.ExperimentConfig, workdir: str, scored: int = 256) -> dict:
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
+    f.write(experiment.to_config_dict().to_json_best_effort(indent=1))
+  pretrain = os.path.join(workdir, 'pretrain')
+  loop.run(experiment, pretrain)
+  results = {}
+  for readout in config_lib.DISCRIMINATORS:
+    stage = os.path.join(workdir, readout)
+    tuned = tasks.finetune_experiment(_with(experiment, finetune={
+        'generator_weight': 0.0, 'init_from': pretrain, 'discriminator': readout}))
+    summary = loop.run(tuned, stage, tasks.build(tuned, stage), init_from=pretrain)
+    judged = _with(tuned, eval={'from_run': stage, 'sampled_contexts': 0})
+    metrics = evaluation.run(judged, os.path.join(stage, 'eval'))
+    records = evaluation.held_out_records(judged, os.path.join(stage, 'eval'))[:scored]
+    opened = runs.open_run(judged, stage, 'the readout under test')
+    metrics['scoring_ms_per_response'] = 1000 * scoring_seconds(
+        opened, records, experiment.train.seq_len)
+    metrics['train_tokens_per_second'] = summary.get('tokens_per_second')
+    results[readout] = metrics
+  with open(os.path.join(workdir, 'results.json'), 'w', encoding='utf-8') as f:
+    json.dump(results, f, indent=1)
+  with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
+    f.write(markdown(results))
+  return results
+
+
+def markdown(results: dict) -> str:
+  """Per attribute and readout: held-out AUC, accuracy and calibration error."""
+  lines = ['| attribute | readout | held-out responses | positive rate | AUC | accuracy | ECE |',
+           '|---|---|---|---|---|---|---|']
+  for attribute in attributes.NAMES:
+    for readout, metrics in results.items():
+      if f'{attribute}/auc' in metrics:
+        lines.append(f'| {attribute} | {readout} | {metrics[f"{attribute}/count"]} | ' + ' | '.join(
+            f'{metrics[f"{attribute}/{name}"]:.3f}'
+            for name in ('positive_rate', 'auc', 'accuracy', 'ece')) + ' |')
+  lines += ['', '| readout | scoring, ms per response (4 attributes) | fine-tuning tokens/s |',
+            '|---|---|---|']
+  lines += [f'| {readout} | {m["scoring_ms_per_response"]:.2f} | '
+            f'{m["train_tokens_per_second"] or float("nan"):.0f} |' for readout, m in results.items()]
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  console.setup(_WORKDIR.value, verbose=False)
+  experiment = config_lib.load(_CONFIG.value)
+  print(json.dumps(run(experiment, _WORKDIR.value, _SCORED.value)))
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)
