@@ -203,6 +203,7 @@ def test_packed_rows_on_disk_replay_rows_and_reports(tmp_path):
   first = pipeline.packed_split(experiment, sources['talk'], 'train', tokenizer_path,
                                 str(tmp_path))
   assert len(os.listdir(tmp_path / 'packed')) == 1
+  assert first.index and os.path.exists(first.index)  # written for the next start to read
   _, reopened, _, _ = _dialog_pipeline(tmp_path, write=False)  # a restart: same files and workdir
   second = pipeline.packed_split(experiment, reopened['talk'], 'train', tokenizer_path,
                                  str(tmp_path))
@@ -239,6 +240,26 @@ def test_shards_hold_every_example_in_order(tmp_path, monkeypatch):
   every = [e.tokens for e in pipeline.examples(source, 'train', tokenizer, 32,
                                                builders.BadRecords())]
   assert unpacked == every
+
+
+def test_a_split_index_replaces_reading_every_shards_metadata(tmp_path, monkeypatch):
+  _, _, _, jobs = _sharded(tmp_path, monkeypatch)
+  pipeline.write_shards(jobs)
+  stems = [job.stem for job in jobs]
+  by_shard = packed.PackedRows(stems, 32)
+  bad_records = by_shard.bad_records()
+  index = str(tmp_path / 'index.json')
+  packed.write_index(index, stems)
+  # An index of other shards is not used: these stems' own files are read.
+  assert len(packed.PackedRows(stems[:-1], 32, index=index)) == sum(by_shard.shard_rows[:-1])
+  for stem in stems:  # from here on only the index can say what the shards hold
+    os.remove(stem + '.json')
+  indexed = packed.PackedRows(stems, 32, index=index)
+  assert (indexed.identity, indexed.tokens) == (by_shard.identity, by_shard.tokens)
+  assert indexed.shard_rows.tolist() == by_shard.shard_rows.tolist()
+  assert indexed.bad_records() == bad_records != {}
+  for field, values in _all_rows(indexed).items():
+    np.testing.assert_array_equal(values, _all_rows(by_shard)[field])
 
 
 @pytest.mark.slow

@@ -8,6 +8,11 @@ it, says what it holds: rows, tokens (non-padding positions), the sha256 of
 its records and the bad records met making it. A shard without its JSON was
 never finished and is written again. A reader holds the shards' metadata and
 a bounded number of open shards, never the rows.
+
+A split's `index.json` gathers its shards' metadata into one file, so a start
+(or a resume) on a pod's corpus reads one file instead of one per shard; it
+is only a cache: a reader that finds none, or one listing other shards,
+reads the shards' own files.
 """
 
 import collections
@@ -68,10 +73,24 @@ def write_shard(stem: str, rows, bad_records=None) -> dict:
   os.replace(temporary, stem + '.array_record')
   meta = {'rows': count, 'tokens': tokens, 'sha256': digest.hexdigest(),
           'bad_records': bad_records.to_json() if bad_records else {}}
-  with open(f'{stem}.json.tmp{os.getpid()}', 'w', encoding='utf-8') as f:
-    json.dump(meta, f)
-  os.replace(f'{stem}.json.tmp{os.getpid()}', stem + '.json')
+  _write_json(stem + '.json', meta)
   return meta
+
+
+def _write_json(path: str, value):
+  """Whole or not at all: a temporary file renamed into place."""
+  with open(f'{path}.tmp{os.getpid()}', 'w', encoding='utf-8') as f:
+    json.dump(value, f)
+  os.replace(f'{path}.tmp{os.getpid()}', path)
+
+
+def write_index(path: str, stems: list[str]):
+  """The metadata of written shards `stems`, in order, as one file at `path`."""
+  metas = []
+  for stem in stems:
+    with open(stem + '.json', encoding='utf-8') as f:
+      metas.append(json.load(f))
+  _write_json(path, {'stems': [os.path.basename(stem) for stem in stems], 'shards': metas})
 
 
 @dataclasses.dataclass
@@ -84,6 +103,7 @@ class PackedRows:
   stems: list[str]
   seq_len: int
   open_shards: int = 64
+  index: str = ''  # a write_index file of these stems; read instead of one file per shard
 
   def __post_init__(self):
     # Per shard only its row count is kept (a pod's corpus has many shards).
@@ -130,6 +150,12 @@ class PackedRows:
     return decode(records, self.seq_len)
 
   def _metadata(self):
+    if self.index and os.path.exists(self.index):
+      with open(self.index, encoding='utf-8') as f:
+        index = json.load(f)
+      if index['stems'] == [os.path.basename(stem) for stem in self.stems]:
+        yield from index['shards']
+        return
     for stem in self.stems:
       with open(stem + '.json', encoding='utf-8') as f:
         yield json.load(f)

@@ -264,11 +264,14 @@ def packed_split(experiment: ExperimentConfig, source: builders.Source, split: s
   """One split's packed rows on disk, written first if they are not there yet."""
   seq_len, data = experiment.train.seq_len, experiment.data
   jobs = shard_jobs(source, split, tokenizer_path, seq_len, workdir)
-  if any(not packed.is_written(job.stem) for job in jobs):
+  stems = [job.stem for job in jobs]
+  index = os.path.join(os.path.dirname(stems[0]), 'index.json') if stems else ''
+  if any(not packed.is_written(stem) for stem in stems):
     with console.phase(f'Tokenizing and packing {source.name} ({split}, {len(jobs)} shards)'):
       write_shards(jobs, data.beam_runner, data.beam_options)
-  rows = packed.PackedRows([job.stem for job in jobs], seq_len,
-                           open_shards=2 * data.window_shards + 2)
+  if stems and not os.path.exists(index) and jax.process_index() == 0:
+    packed.write_index(index, stems)  # the other hosts read the shards' files meanwhile
+  rows = packed.PackedRows(stems, seq_len, open_shards=2 * data.window_shards + 2, index=index)
   for reason, origins in rows.bad_records().items():
     for origin in origins:
       source.bad_records.add(origin, reason)
