@@ -94,11 +94,14 @@ chat-research: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 
+# Two pytest workers (pytest-xdist): on two cores, one test's compiling and
+# Python overlap the other's XLA kernels (measured in the commit that added it).
+TEST_WORKERS ?= 2
 test: lint data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: lint data
-	$(BIN)/python -m pytest -m 'not slow'
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m 'not slow'
 
 # The benchmark's peer (PyTorch + transformers) lives in its own environment.
 BENCH_VENV := .venv-bench

@@ -33,6 +33,6 @@ setuptools.setup(
         'waitress>=3.0',  # the HTTP server of --mode serve: timeouts, connection limits
         'werkzeug>=3.1',
     ],
-    extras_require={'dev': ['openai>=1.0', 'packaging>=24', 'pytest>=8.0', 'ruff>=0.15',
-                            'scikit-learn>=1.5']},
+    extras_require={'dev': ['openai>=1.0', 'packaging>=24', 'pytest>=8.0', 'pytest-xdist>=3.6',
+                            'ruff>=0.15', 'scikit-learn>=1.5']},
 )
