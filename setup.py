@@ -8,6 +8,7 @@ setuptools.setup(
     description='A faithful JAX/Flax reimplementation of LaMDA: Language Models for Dialog '
                 'Applications.',
     packages=setuptools.find_packages(include=['lamda_jax', 'lamda_jax.*']),
+    package_data={'lamda_jax.serving': ['chat_page.html']},
     python_requires='>=3.11',
     # Lower bounds are the versions the test suite was run with.
     install_requires=[
@@ -34,5 +35,6 @@ setuptools.setup(
         'werkzeug>=3.1',
     ],
     extras_require={'dev': ['openai>=1.0', 'packaging>=24', 'pytest>=8.0', 'pytest-xdist>=3.6',
-                            'ruff>=0.15', 'scikit-learn>=1.5']},
+                            'ruff>=0.15', 'scikit-learn>=1.5',
+                            'selenium>=4.20']},  # drives Debian's chromium in the chat page test
 )

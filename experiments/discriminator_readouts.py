@@ -15,7 +15,6 @@
 `config.json`.
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -24,6 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import outputs
 from lamda_jax import attributes, console
 from lamda_jax import config as config_lib
 from lamda_jax.finetune import tasks
@@ -34,12 +34,6 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/readouts', 'Where every stage writes.')
 _SCORED = flags.DEFINE_integer('scored', 256, 'Held-out responses timed through scoring.')
-
-
-def _with(experiment, **sections):
-  return dataclasses.replace(experiment, **{
-      name: dataclasses.replace(getattr(experiment, name), **fields)
-      for name, fields in sections.items()})
 
 
 def scoring_seconds(opened: runs.Run, records, seq_len: int, batch: int = 64) -> float:
@@ -59,18 +53,16 @@ def scoring_seconds(opened: runs.Run, records, seq_len: int, batch: int = 64) ->
 
 
 def run(experiment: config_lib.ExperimentConfig, workdir: str, scored: int = 256) -> dict:
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
-    f.write(experiment.to_config_dict().to_json_best_effort(indent=1))
+  outputs.write_config(workdir, experiment)
   pretrain = os.path.join(workdir, 'pretrain')
-  loop.run(experiment, pretrain)
+  loop.run(experiment.with_fields(finetune={'discriminator': 'rating_token'}), pretrain)
   results = {}
   for readout in config_lib.DISCRIMINATORS:
     stage = os.path.join(workdir, readout)
-    tuned = tasks.finetune_experiment(_with(experiment, finetune={
+    tuned = tasks.finetune_experiment(experiment.with_fields(finetune={
         'generator_weight': 0.0, 'init_from': pretrain, 'discriminator': readout}))
     loop.run(tuned, stage, tasks.build(tuned, stage), init_from=pretrain)
-    judged = _with(tuned, eval={'from_run': stage, 'sampled_contexts': 0})
+    judged = tuned.with_fields(eval={'from_run': stage, 'sampled_contexts': 0})
     metrics = evaluation.run(judged, os.path.join(stage, 'eval'))
     opened = runs.open_run(judged, stage, 'the readout under test')
     records = [r for r in evaluation.held_out_records(judged, os.path.join(stage, 'eval'))
@@ -79,10 +71,7 @@ def run(experiment: config_lib.ExperimentConfig, workdir: str, scored: int = 256
     metrics['scoring_ms_per_response'] = 1000 * scoring_seconds(
         opened, records, experiment.train.seq_len)
     results[readout] = metrics
-  with open(os.path.join(workdir, 'results.json'), 'w', encoding='utf-8') as f:
-    json.dump(results, f, indent=1)
-  with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
-    f.write(markdown(results))
+  outputs.write_results(workdir, results, markdown(results))
   return results
 
 

@@ -28,6 +28,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments import outputs
 from lamda_jax import config as config_lib
 from lamda_jax import console
 from lamda_jax.finetune import tasks
@@ -49,12 +50,6 @@ SYSTEMS = (  # (name, the stage whose run answers, ranking)
 ATTRIBUTES = ('SENSIBLE', 'SPECIFIC', 'INTERESTING', 'UNSAFE')
 
 
-def _with(experiment, **sections):
-  return dataclasses.replace(experiment, **{
-      name: dataclasses.replace(getattr(experiment, name), **fields)
-      for name, fields in sections.items()})
-
-
 def _contexts(records, count: int):
   """The first `count` distinct contexts of rated records, in order."""
   return list({record.context: None for record in records if record.context})[:count]
@@ -72,14 +67,15 @@ def run(experiment: config_lib.ExperimentConfig, workdir: str, contexts: int = 6
         held_out: int = 32) -> dict:
   stage = {name: os.path.join(workdir, name) for name in
            ('pretrain', 'discriminators', 'generate', 'filter', 'generator', 'evaluate')}
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
-    f.write(experiment.to_config_dict().to_json_best_effort(indent=1))
+  outputs.write_config(workdir, experiment)
 
-  loop.run(experiment, stage['pretrain'])
+  # Pre-training has no discriminators: with heads (finetune.discriminator =
+  # 'heads') they are added when the discriminators are fine-tuned from it.
+  pretrained = experiment.with_fields(finetune={'discriminator': 'rating_token'})
+  loop.run(pretrained, stage['pretrain'])
 
-  rated = tasks.finetune_experiment(_with(
-      experiment, finetune={'generator_weight': 0.0, 'init_from': stage['pretrain']}))
+  rated = tasks.finetune_experiment(experiment.with_fields(
+      finetune={'generator_weight': 0.0, 'init_from': stage['pretrain']}))
   loop.run(rated, stage['discriminators'], tasks.build(rated, stage['discriminators']),
            init_from=stage['pretrain'])
 
@@ -90,18 +86,15 @@ def run(experiment: config_lib.ExperimentConfig, workdir: str, contexts: int = 6
   # none that the systems are judged on is ever generated for.
   unseen = set(_contexts(splits['validation'], len(splits['validation'])))
   training_contexts = _contexts([r for r in splits['train'] if r.context not in unseen], contexts)
-  # The pre-trained run has no discriminators of its own: with heads
-  # (finetune.discriminator='heads') it is still read as the plain decoder.
-  pretrained = _with(experiment, finetune={'discriminator': 'rating_token'})
-  sampling = _with(pretrained, decode={'from_run': stage['pretrain'], 'ranking': 'pt'})
+  sampling = pretrained.with_fields(decode={'from_run': stage['pretrain'], 'ranking': 'pt'})
   generated = generate.run(
       responder_lib.Responder(sampling),
       _write_contexts(os.path.join(stage['generate'], 'contexts.jsonl'), training_contexts),
       stage['generate'])
-  filtered = filtering.run(_with(experiment, filter={
+  filtered = filtering.run(experiment.with_fields(filter={
       'candidates': generated['output'], 'from_run': stage['discriminators']}), stage['filter'])
 
-  tuned = tasks.finetune_experiment(_with(experiment, finetune={
+  tuned = tasks.finetune_experiment(experiment.with_fields(finetune={
       'init_from': stage['discriminators'],
       'generator_data': (os.path.join(stage['filter'], 'filtered.jsonl'),)}))
   loop.run(tuned, stage['generator'], tasks.build(tuned, stage['generator']),
@@ -110,8 +103,8 @@ def run(experiment: config_lib.ExperimentConfig, workdir: str, contexts: int = 6
   judge = runs.open_run(experiment, stage['discriminators'], 'the recipe\'s judge')
   systems = {}
   for name, answering, ranking in SYSTEMS:
-    answering_experiment = _with(pretrained if answering == 'pretrain' else experiment,
-                                 decode={'from_run': stage[answering], 'ranking': ranking})
+    answering_experiment = (pretrained if answering == 'pretrain' else experiment).with_fields(
+        decode={'from_run': stage[answering], 'ranking': ranking})
     folder = os.path.join(stage['evaluate'], answering)
     systems[name] = evaluation.sampled_reply_rates(
         responder_lib.Responder(answering_experiment), held_out_contexts, folder, judge,
@@ -119,10 +112,7 @@ def run(experiment: config_lib.ExperimentConfig, workdir: str, contexts: int = 6
   result = {'generated': generated, 'filtered': filtered,
             'training_contexts': len(training_contexts), 'held_out_contexts': len(held_out_contexts),
             'judge': stage['discriminators'], 'systems': systems}
-  with open(os.path.join(workdir, 'results.json'), 'w', encoding='utf-8') as f:
-    json.dump(result, f, indent=1)
-  with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
-    f.write(markdown(result))
+  outputs.write_results(workdir, result, markdown(result))
   return result
 
 

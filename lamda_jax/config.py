@@ -726,6 +726,13 @@ class ExperimentConfig:
         if mesh_axis is not None:
           _check_choice(field, mesh_axis, MESH_AXES)
 
+  def with_fields(self, **sections) -> 'ExperimentConfig':
+    """A copy with fields of named sections replaced, each section validated
+    again: `experiment.with_fields(finetune={'discriminator': 'heads'})`."""
+    return dataclasses.replace(self, **{
+        name: dataclasses.replace(getattr(self, name), **fields)
+        for name, fields in sections.items()})
+
   def to_config_dict(self) -> ml_collections.ConfigDict:
     config = dataclasses.asdict(self)
     # Sources keyed by name, so `--config.data.sources.chitchat.weight=0.7` works.

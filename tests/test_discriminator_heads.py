@@ -1,7 +1,6 @@
 """Discriminator heads (finetune.discriminator = 'heads'): the readout, its loss,
 its sharding, cached scoring, and starting from or reading runs with and without them."""
 
-import dataclasses
 import functools
 
 import flax.linen as nn
@@ -24,9 +23,7 @@ TINY = ModelConfig(num_layers=2, d_model=32, num_heads=2, head_dim=16, d_ff=64, 
 
 
 def _with_heads(experiment):
-  return dataclasses.replace(
-      experiment, finetune=dataclasses.replace(experiment.finetune, discriminator='heads'),
-      train=dataclasses.replace(experiment.train, tasks=tasks.TASKS))
+  return experiment.with_fields(finetune={'discriminator': 'heads'}, train={'tasks': tasks.TASKS})
 
 
 def test_heads_read_the_final_hidden_state():

@@ -81,8 +81,7 @@ def test_task_rows_carry_the_papers_masks(tmp_path):
           tasks.TASKS.index('SENSIBLE')).all()
   assert built.train.counts['generator'] == 512  # half the mixture; the rest split by attribute
   # With discriminator heads the rating's target is the label itself, 0 or 1.
-  heads = dataclasses.replace(experiment, finetune=dataclasses.replace(
-      experiment.finetune, discriminator='heads'))
+  heads = experiment.with_fields(finetune={'discriminator': 'heads'})
   built = tasks.build(heads, str(tmp_path))
   for task, want in (('SENSIBLE', [0, 1, 1]), ('UNSAFE', [0, 1]), ('SPECIFIC', [0])):
     r = built.train.sources[task].take(range(len(built.train.sources[task])))
@@ -182,8 +181,7 @@ def test_finetuning_starts_from_the_pretrained_parameters(tmp_path):
   # Discriminator heads added to the pre-trained run: the trunk is read, the
   # heads start from this run's initialisation, and there is no optimizer
   # state for them to keep.
-  heads = dataclasses.replace(experiment, finetune=dataclasses.replace(
-      experiment.finetune, discriminator='heads'))
+  heads = experiment.with_fields(finetune={'discriminator': 'heads'})
   heads_dir = tmp_path / 'finetune_heads'
   loop.run(heads, str(heads_dir), tasks.build(heads, str(heads_dir)), init_from=str(pretrained_dir))
   with_heads = _final_params(heads, str(heads_dir)).params

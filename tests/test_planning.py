@@ -1,7 +1,6 @@
 """`--mode plan`: the paper's runs checked against the paper, memory per device
 checked against real sharded arrays and against XLA's own compile."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -19,12 +18,6 @@ from lamda_jax.training import trainer as trainer_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAY = 86_400
 V3_CHIP = 123e12  # bf16 FLOP/s, the paper's figure (§10)
-
-
-def _with(experiment, **sections):
-  return dataclasses.replace(experiment, **{
-      name: dataclasses.replace(getattr(experiment, name), **fields)
-      for name, fields in sections.items()})
 
 
 def test_137b_reproduces_the_papers_days_from_its_flops():
@@ -73,10 +66,9 @@ def test_factored_statistics_take_their_parameters_sharding():
 
 def test_state_bytes_are_what_the_real_sharded_state_holds():
   experiment = config_lib.load(tiny.get_config())
-  experiment = _with(experiment,
-                     model={'head_dim': 128, 'scan_layers': True},  # factored attention stats
-                     mesh={'data': 1, 'fsdp': 4, 'tensor': 2},
-                     plan={'target': 'tpu_v4', 'chips': 8})
+  experiment = experiment.with_fields(model={'head_dim': 128, 'scan_layers': True},  # factored
+                                      mesh={'data': 1, 'fsdp': 4, 'tensor': 2},  # attention stats
+                                      plan={'target': 'tpu_v4', 'chips': 8})
   planned = planning.state_bytes(experiment)
   trainer = trainer_lib.set_up(experiment, jax.devices()[:8])
   with trainer.activated():
@@ -93,7 +85,7 @@ def test_state_bytes_are_what_the_real_sharded_state_holds():
 
 
 def test_a_batch_that_does_not_split_over_the_pod_is_named():
-  experiment = _with(config_lib.load(lamda_137b.get_config()), mesh={'tensor': 8})
+  experiment = config_lib.load(lamda_137b.get_config()).with_fields(mesh={'tensor': 8})
   with pytest.raises(config_lib.ConfigError, match=r'train\.microbatches.*128 sequences.*'
                      r'256 devices.*1024 tpu_v3 chips = 2048 devices'):
     planning.plan(experiment)
@@ -101,16 +93,16 @@ def test_a_batch_that_does_not_split_over_the_pod_is_named():
 
 def test_a_plan_that_does_not_fit_says_what_would():
   # 8B on 64 v5e chips (16 GB each) with the projections saved does not fit.
-  experiment = _with(config_lib.load(lamda_8b.get_config()), model={'remat_policy': 'none'},
-                     plan={'target': 'tpu_v5e', 'chips': 64})
+  experiment = config_lib.load(lamda_8b.get_config()).with_fields(
+      model={'remat_policy': 'none'}, plan={'target': 'tpu_v5e', 'chips': 64})
   result = planning.plan(experiment)
   assert not result['fits']
   assert result['memory_per_device']['total'] > 16e9
   overrides = dict(part.removeprefix('--config.').split('=')
                    for part in result['to_fit'].split() if part.startswith('--config.'))
   policy, microbatches = overrides['model.remat_policy'], int(overrides['train.microbatches'])
-  assert planning.plan(_with(experiment, model={'remat_policy': policy},
-                             train={'microbatches': microbatches}))['fits']
+  assert planning.plan(experiment.with_fields(model={'remat_policy': policy},
+                                              train={'microbatches': microbatches}))['fits']
 
 
 def test_compile_needs_the_targets_devices():

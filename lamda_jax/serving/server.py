@@ -10,6 +10,10 @@
     POST /v1/toolset  {"query": "135+7721", "conversation_id": "c1"}   (when given a toolset)
       -> 200 {"results": ["7856"]}
     GET  /healthz     -> 200 {"status": "ok"}
+    GET  /            -> the chat page (chat_page.html): a person chats through
+                         /v1/chat/completions and sees the last turn's ranked
+                         candidates, their four scores, why any were dropped, and
+                         the research transcript and citation when there is one
 
 Binds to 127.0.0.1 unless `serve.host` says otherwise. Every bad request gets
 a 4xx with a JSON {"error": ...} naming the problem: malformed JSON, JSON
@@ -28,8 +32,13 @@ answers one request at a time (it runs on the whole mesh); at most
 SIGTERM stops accepting, answers the requests in flight and exits cleanly.
 """
 
+import base64
 import contextlib
+import functools
+import hashlib
+import importlib.resources
 import json
+import re
 import signal
 import threading
 import time
@@ -44,13 +53,28 @@ from werkzeug.wrappers import Request, Response
 from lamda_jax.config import ServeConfig
 from lamda_jax.data import dialog
 
-ROUTES = routing.Map([routing.Rule('/v1/respond', endpoint='respond', methods=['POST']),
+ROUTES = routing.Map([routing.Rule('/', endpoint='page', methods=['GET']),
+                      routing.Rule('/v1/respond', endpoint='respond', methods=['POST']),
                       routing.Rule('/v1/chat/completions', endpoint='chat', methods=['POST']),
                       routing.Rule('/v1/toolset', endpoint='toolset', methods=['POST']),
                       routing.Rule('/healthz', endpoint='health', methods=['GET'])])
 MAX_CONVERSATION_ID = 128
 MAX_JSON_DEPTH = 32  # a dialog is 3 deep; nothing a client needs is deeper
 RETRY_AFTER_S = 1
+
+
+@functools.cache
+def chat_page() -> tuple[str, str]:
+  """(the chat page, its Content-Security-Policy): only the page's own inline
+  script and style may run (by their sha256), and it may only talk to this
+  server."""
+  page = importlib.resources.files(__package__).joinpath('chat_page.html').read_text('utf-8')
+  def digest(tag):
+    body = re.search(f'<{tag}>(.*?)</{tag}>', page, re.S).group(1)
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+  policy = (f"default-src 'none'; script-src {digest('script')}; style-src {digest('style')}; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+  return page, policy
 
 
 def _json(payload, status=200, headers=None) -> Response:
@@ -248,6 +272,10 @@ def make_app(respond, cfg: ServeConfig, toolset=None, queue: ModelQueue | None =
       endpoint, _ = ROUTES.bind_to_environ(request.environ).match()
       if endpoint == 'health':
         return _json({'status': 'ok'})
+      if endpoint == 'page':
+        page, policy = chat_page()
+        return Response(page, mimetype='text/html', headers={
+            'Content-Security-Policy': policy, 'X-Content-Type-Options': 'nosniff'})
       if endpoint == 'toolset':
         if toolset is None:
           raise exceptions.NotFound('this server has no toolset')
