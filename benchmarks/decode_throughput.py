@@ -55,7 +55,7 @@ def measure(experiment, repeats: int) -> dict:
   with trainer.activated():
     params = decoding.inference_params(trainer.initial_state().params, experiment.model)
     generate_seconds, out = _timed(lambda: decoding.generate(
-        params, jnp.asarray(prompt), jnp.asarray([PROMPT]), jax.random.key(0), model=model,
+        params, jnp.asarray(prompt), jnp.asarray([PROMPT]), jax.random.key(0)[None], model=model,
         sampling=sampling), repeats)
     cache = out['cache']
 

@@ -522,10 +522,13 @@ class ServeConfig:
   than `max_turns` turns or a turn longer than `max_turn_chars` are refused
   with a 4xx. At most `max_connections` clients are connected at once; one
   that sends or reads nothing for `client_timeout_s` is dropped, so a slow
-  client never holds the others (`threads` answer in parallel; the model
-  answers one request at a time). At most `max_queue` requests wait for the
-  model; beyond that a request gets 503 with Retry-After. SIGTERM finishes the
-  requests in flight (up to `drain_timeout_s`), refuses new ones, exits 0.
+  client never holds the others (`threads` answer in parallel). Requests that
+  wait for the model are answered together, up to `max_batch` dialogs per
+  sample-and-rank call, the first waiting at most `batch_wait_ms` for others;
+  every call decodes exactly `max_batch` dialogs (the rest padding), so an
+  answer is the same alone or batched. At most `max_queue` requests wait for
+  the model; beyond that a request gets 503 with Retry-After. SIGTERM finishes
+  the requests in flight (up to `drain_timeout_s`), refuses new ones, exits 0.
   """
   host: str = '127.0.0.1'
   port: int = 8080
@@ -538,11 +541,15 @@ class ServeConfig:
   max_queue: int = 16
   client_timeout_s: int = 30
   drain_timeout_s: int = 60
+  max_batch: int = 4
+  batch_wait_ms: int = 5
 
   def __post_init__(self):
     _check_int('serve.port', self.port, minimum=0, maximum=65535)
+    _check_int('serve.batch_wait_ms', self.batch_wait_ms, minimum=0)
     for name in ('max_request_bytes', 'max_header_bytes', 'max_turns', 'max_turn_chars',
-                 'threads', 'max_connections', 'client_timeout_s', 'drain_timeout_s'):
+                 'threads', 'max_connections', 'client_timeout_s', 'drain_timeout_s',
+                 'max_batch'):
       _check_int(f'serve.{name}', getattr(self, name))
     _check_int('serve.max_queue', self.max_queue, minimum=0)
 

@@ -46,7 +46,7 @@ def _sha256(text: str) -> str:
 
 
 def test_the_page_is_served_with_a_policy_that_admits_only_its_own_script():
-  client = Client(server.make_app(lambda dialogs: [], ServeConfig()))
+  client = Client(server.make_app(lambda dialogs, seeds: [], ServeConfig()))
   response = client.get('/')
   assert response.status_code == 200 and response.mimetype == 'text/html'
   inline = _Inline()
@@ -74,7 +74,7 @@ class _Researched:
             'transcript': self.transcript, 'citation': self.citation}
 
 
-def _answer(dialogs):
+def _answer(dialogs, seeds=None):
   """Three candidates with hand-set scores: the second is unsafe and dropped;
   a dialog that asks about Paris is answered through a research transcript."""
   answers = []
@@ -84,7 +84,7 @@ def _answer(dialogs):
         [4, 3, 4], [True, True, True],
         [[0.9, 0.6, 0.2, 0.1], [0.8, 0.5, 0.5, 0.9], [0.7, 0.4, 0.1, 0.2]], 'lamda', 0.8,
         'fallback')
-    if 'Paris' in turns[-1].text:
+    if turns and 'Paris' in turns[-1].text:
       decision = _Researched(decision, [
           {'speaker': 'LAMDA-RESEARCH', 'text': 'TS, capital of France'},
           {'speaker': 'TS', 'text': 'Paris is the capital of France. https://example.org/paris'},

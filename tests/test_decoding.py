@@ -63,8 +63,9 @@ def _greedy_by_full_passes(model, params, prompt, steps):
 
 def _generate(model, params, sampling, seed=0, prompts=PROMPTS):
   inputs, lengths = kv_cache.pad_prompts(prompts)
-  return decoding.generate(params, jnp.asarray(inputs), jnp.asarray(lengths),
-                           jax.random.key(seed), model=model, sampling=sampling)
+  keys = jax.random.split(jax.random.key(seed), len(prompts))
+  return decoding.generate(params, jnp.asarray(inputs), jnp.asarray(lengths), keys, model=model,
+                           sampling=sampling)
 
 
 @pytest.mark.parametrize('scan_layers', [False, True])
@@ -110,6 +111,17 @@ def test_sampling_is_reproducible_from_the_seed():
   assert not np.array_equal(first['tokens'], other['tokens'])
   # Candidates of one prompt differ from each other.
   assert len({tuple(t) for t in np.asarray(first['tokens'][0])}) > 1
+  # A prompt's candidates come from its own key: another prompt beside it
+  # (same batch shape) changes none of them.
+  keys = jax.random.split(jax.random.key(7), 2)
+  def sampled(second_prompt, second_key):
+    inputs, lengths = kv_cache.pad_prompts([PROMPTS[0], second_prompt], width=8)
+    return decoding.generate(params, jnp.asarray(inputs), jnp.asarray(lengths),
+                             jnp.stack([keys[0], second_key]), model=model, sampling=sampling)
+  one, two = sampled(PROMPTS[1], keys[1]), sampled([9, 8, 7], jax.random.key(99))
+  for field in ('tokens', 'log_likelihood', 'lengths'):
+    np.testing.assert_array_equal(one[field][0], two[field][0])
+  assert not np.array_equal(one['tokens'][1], two['tokens'][1])
 
 
 def test_top_k_never_samples_outside_the_top_k():

@@ -32,7 +32,7 @@ class Reply:  # what a Decision offers the server
     return {'reply': self.reply}
 
 
-def echo(dialogs):
+def echo(dialogs, seeds=None):
   return [Reply(f'{len(turns)} turns') for turns in dialogs]
 
 
@@ -115,10 +115,55 @@ def test_oversize_headers_are_refused_and_serving_goes_on(running):
   assert _post(url)[0] == 200
 
 
+def test_requests_waiting_together_are_answered_in_one_padded_call(running):
+  """While the model answers one request, three more arrive: they go in one
+  call of exactly max_batch dialogs (empty ones as padding), each with its
+  seed (the body's, else the next of a counter), and each gets its own answer."""
+  release, entered, calls = threading.Event(), threading.Semaphore(0), []
+
+  def respond(dialogs, seeds):
+    calls.append(([len(turns) for turns in dialogs], list(seeds)))
+    entered.release()
+    release.wait(10)
+    return [Reply(f'{len(turns)} turns, seed {seed}') for turns, seed in zip(dialogs, seeds)]
+
+  url, _, queue = running(respond, max_batch=4, threads=6)
+  results = {}
+
+  def ask(name, turns, seed=None):
+    body = {'context': [{'speaker': 'A', 'text': 'hi'}] * turns,
+            **({} if seed is None else {'seed': seed})}
+    results[name] = _post(url, body)
+
+  first = threading.Thread(target=ask, args=('first', 1, 42))
+  first.start()
+  assert entered.acquire(timeout=10)  # the model is busy with the first
+  waiting = [threading.Thread(target=ask, args=(f'w{n}', n + 2, 7 if n == 1 else None))
+             for n in range(3)]
+  for thread in waiting:
+    thread.start()
+  deadline = time.monotonic() + 10
+  while queue.in_flight < 4 and time.monotonic() < deadline:
+    time.sleep(0.01)
+  release.set()
+  for thread in [first, *waiting]:
+    thread.join(10)
+  assert calls[0] == ([1, 0, 0, 0], [42, 0, 0, 0])
+  assert len(calls) == 2  # the three waiting ones together
+  sizes, seeds = calls[1]
+  assert sorted(sizes) == [0, 2, 3, 4] and sizes[-1] == 0 and 7 in seeds
+  for name, turns in (('w0', 2), ('w1', 3), ('w2', 4)):
+    status, body, _ = results[name]
+    assert status == 200 and body['reply'].startswith(f'{turns} turns, seed ')
+  assert results['w1'][1]['reply'] == '3 turns, seed 7'
+  assert _post(url, {'context': [{'speaker': 'A', 'text': 'hi'}], 'seed': -1})[1] == {
+      'error': 'seed: needs an integer in [0, 2147483647], got -1'}
+
+
 def test_a_full_queue_answers_503_with_retry_after(running):
   release, entered = threading.Event(), threading.Semaphore(0)
 
-  def slow(dialogs):
+  def slow(dialogs, seeds=None):
     entered.release()
     release.wait(10)
     return echo(dialogs)
@@ -151,7 +196,7 @@ class Reply:
   def to_json(self):
     return {"reply": "done"}
 
-def respond(dialogs):
+def respond(dialogs, seeds=None):
   print("answering", flush=True)
   time.sleep(1.5)
   return [Reply() for _ in dialogs]
@@ -194,7 +239,7 @@ def test_the_openai_client_talks_to_the_chat_completions_endpoint(running):
   dialogs' user speaker, assistant turns the model's, system prompts left out."""
   heard = []
 
-  def respond(dialogs):
+  def respond(dialogs, seeds=None):
     heard.extend(dialogs)
     return [Reply(f'{len(turns)} turns') for turns in dialogs]
 

@@ -64,6 +64,20 @@ def test_the_reply_is_the_best_safe_candidate_and_reproducible(responder, a_run)
   assert [d.to_json() for d in again] == [d.to_json() for d in decisions]
 
 
+def test_an_answer_with_a_seed_is_the_same_alone_or_batched(responder):
+  """What the server's Batcher relies on: a dialog's answer depends on its
+  seed and the batch shape, not on the other dialogs or earlier calls."""
+  question = dialog.parse_context({'context': DIALOG})
+  other = (Turn('A', 'What is a list?'), Turn('B', 'A sequence.'), Turn('A', 'And a tuple?'))
+  alone = responder.respond([question, (), (), ()], [5, 0, 0, 0])[0]
+  responder.respond([other, other, (), ()])  # calls in between change nothing
+  together = responder.respond([other, question, other, ()], [9, 5, 11, 0])
+  assert together[1].to_json() == alone.to_json()
+  assert together[0].to_json() != together[2].to_json()  # other seeds, other samples
+  another_seed = responder.respond([question, (), (), ()], [6, 0, 0, 0])[0]
+  assert [c.text for c in another_seed.candidates] != [c.text for c in alone.candidates]
+
+
 def test_max_new_tokens_must_leave_room_for_a_prompt(a_run):
   with pytest.raises(ConfigError, match='decode.max_new_tokens'):
     responder_lib.Responder(_experiment(a_run, max_new_tokens=62))
@@ -135,7 +149,7 @@ def test_http_wrong_method_or_path_and_internal_errors(client):
   assert client.get('/v1/respond').status_code == 405
   assert client.post('/v2/respond', json={'context': DIALOG}).status_code == 404
 
-  def broken(_):
+  def broken(*_):
     raise RuntimeError('decoder exploded')
 
   response = Client(server.make_app(broken, ServeConfig())).post('/v1/respond',

@@ -236,7 +236,7 @@ def test_toolset_mode_on_the_command_line(collection, tmp_path):
 # --- HTTP ---
 
 def _client(tools, with_toolset=True):
-  def respond(dialogs):
+  def respond(dialogs, seeds=None):
     raise AssertionError('the toolset endpoint never calls the model')
   app = server.make_app(respond, ServeConfig(),
                         toolset.Conversations(tools, capacity=2) if with_toolset else None)

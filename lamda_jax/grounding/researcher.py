@@ -108,18 +108,22 @@ class Researcher:
   def reply_turn(self, text: str) -> Turn:
     return self.base.reply_turn(text)
 
-  def respond(self, histories) -> list[Grounded]:
-    """An empty dialog (a batch's padding) has nothing to research: its draft stands."""
-    return [self.research(turns, draft) if turns else
+  def respond(self, histories, seeds=None) -> list[Grounded]:
+    """An empty dialog (a batch's padding) has nothing to research: its draft
+    stands. `seeds` as Responder.respond's, for the draft and the research lines."""
+    drafts = self.base.respond(histories, seeds)
+    return [self.research(turns, draft, None if seeds is None else seeds[index]) if turns else
             Grounded(draft, research.Research(draft.reply, (), 0, '', {}), 0)
-            for turns, draft in zip(histories, self.base.respond(histories))]
+            for index, (turns, draft) in enumerate(zip(histories, drafts))]
 
-  def research(self, context, draft: ranking.Decision) -> Grounded:
-    """The loop for one context, from LaMDA-Base's decision."""
+  def research(self, context, draft: ranking.Decision, seed: int | None = None) -> Grounded:
+    """The loop for one context, from LaMDA-Base's decision; its lines are
+    sampled from `seed`, else from the next reply's own."""
     cfg = self.research_config
+    if seed is None:
+      seed, self.replies = self.config_seed + self.replies, self.replies + 1
     line_decoder = continuation.Continuation(self.run, self.sampling, self.stop_ids, self.window,
-                                             seed=self.config_seed + self.replies)
-    self.replies += 1
+                                             seed=seed)
 
     def ask(transcript, forced_prefix):
       forced = self.tokenizer.encode(forced_prefix.rstrip()) if forced_prefix else []

@@ -74,14 +74,20 @@ def sample_tokens(rng, logits, sampling: Sampling):
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'sampling'))
-def generate(params, prompts, prompt_lengths, rng, *, model, sampling: Sampling):
-  """prompts [batch, length] (right-padded), prompt_lengths [batch] ->
+def generate(params, prompts, prompt_lengths, rngs, *, model, sampling: Sampling):
+  """prompts [batch, length] (right-padded), prompt_lengths [batch], one key
+  per prompt rngs [batch] ->
 
   tokens [batch, N, max_new] (0 after the end), lengths [batch, N] (tokens
   before EOS), finished [batch, N], log_likelihood [batch, N] (sum of log p of
   the response and its EOS under the unmodified model), and the cache of
   `<prompt> <response>` per candidate (rows batch-major: prompt i's
   candidates are rows i*N .. i*N+N-1) with `next_positions` [batch * N].
+
+  Candidate c of prompt i draws its tokens from its own key (split from
+  rngs[i], folded with the step), so a prompt's candidates do not depend on
+  the other prompts of the batch: batching requests together changes no
+  answer (serving/server.py's Batcher).
   """
   batch, length = prompts.shape
   candidates, steps = sampling.num_candidates, sampling.max_new_tokens
@@ -99,16 +105,18 @@ def generate(params, prompts, prompt_lengths, rng, *, model, sampling: Sampling)
       logits=jnp.repeat(last, candidates, axis=0),  # [rows, vocab]
       next_positions=jnp.repeat(prompt_lengths, candidates).astype(jnp.int32),
       tokens=jnp.zeros((rows, steps), jnp.int32), lengths=jnp.zeros((rows,), jnp.int32),
-      finished=jnp.zeros((rows,), jnp.bool_), log_likelihood=jnp.zeros((rows,), jnp.float32),
-      rng=rng)
+      finished=jnp.zeros((rows,), jnp.bool_), log_likelihood=jnp.zeros((rows,), jnp.float32))
+  row_keys = jax.vmap(lambda key: jax.random.split(key, candidates))(rngs).reshape(rows)
+  def sample(key, logits):  # one row: [vocab] -> its token
+    return sample_tokens(key, logits[None], sampling)[0]
 
   def still_running(state):
     return (state['step'] < steps) & ~jnp.all(state['finished'])
 
   def step(state):
-    rng, sample_rng = jax.random.split(state['rng'])
     running = ~state['finished']
-    token = jnp.where(running, sample_tokens(sample_rng, state['logits'], sampling), 0)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, state['step'])
+    token = jnp.where(running, jax.vmap(sample)(keys, state['logits']), 0)
     log_p = jnp.take_along_axis(jax.nn.log_softmax(state['logits']), token[:, None], axis=-1)[:, 0]
     ended = token == tokenizer_lib.EOS_ID
     # Response tokens join the cache in the response's segment; EOS and what
@@ -121,7 +129,7 @@ def generate(params, prompts, prompt_lengths, rng, *, model, sampling: Sampling)
         next_positions=state['next_positions'] + keep,
         tokens=state['tokens'].at[:, state['step']].set(token),
         lengths=state['lengths'] + keep, finished=state['finished'] | ended,
-        log_likelihood=state['log_likelihood'] + jnp.where(running, log_p, 0.0), rng=rng)
+        log_likelihood=state['log_likelihood'] + jnp.where(running, log_p, 0.0))
 
   state = jax.lax.while_loop(still_running, step, state)
   def per_prompt(x):

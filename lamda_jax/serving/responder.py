@@ -43,15 +43,23 @@ class Responder:
     self.rng = jax.random.key(cfg.seed)
     self.calls = 0
 
-  def respond(self, histories) -> list[ranking.Decision]:
-    """One Decision per dialog (a sequence of Turns, oldest first)."""
+  def respond(self, histories, seeds=None) -> list[ranking.Decision]:
+    """One Decision per dialog (a sequence of Turns, oldest first).
+
+    With `seeds` (one int per dialog) a dialog's answer depends on its seed
+    and the batch size alone, not on the call or the other dialogs; without,
+    each call draws afresh, reproducibly from decode.seed."""
     prompt_ids = [formats.context_ids(self.tokenizer, list(turns), self.prompt_room)
                   for turns in histories]
     inputs, lengths = kv_cache.pad_prompts(prompt_ids, width=self.prompt_room + 1)
-    rng = jax.random.fold_in(self.rng, self.calls)  # a fresh draw per call, reproducible
+    if seeds is None:
+      keys = jax.random.split(jax.random.fold_in(self.rng, self.calls), len(histories))
+    else:
+      keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(self.rng,
+                                                             jnp.asarray(seeds, jnp.uint32))
     self.calls += 1
     with self.run.activated():
-      out = decoding.generate(self.run.params, jnp.asarray(inputs), jnp.asarray(lengths), rng,
+      out = decoding.generate(self.run.params, jnp.asarray(inputs), jnp.asarray(lengths), keys,
                               model=self.run.model, sampling=self.sampling)
       scores, _ = scoring.score_cached(
           self.run.params, out['cache'], out['next_positions'], self.tokenizer.piece_to_id('0'),

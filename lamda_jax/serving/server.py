@@ -26,18 +26,24 @@ never a crash.
 
 Waitress serves it: it reads each request whole before a worker thread sees
 it, drops clients idle past `serve.client_timeout_s` and caps connections and
-header sizes, so a slow or stalled client never holds the others. The model
-answers one request at a time (it runs on the whole mesh); at most
-`serve.max_queue` wait, and beyond that a request gets 503 with Retry-After.
+header sizes, so a slow or stalled client never holds the others. Requests
+waiting for the model are answered together (`Batcher`: up to
+`serve.max_batch` dialogs in one sample-and-rank call, each answer the same as
+alone: its own `seed`, the body's or the next of a counter, and always the
+same batch shape); at most `serve.max_queue` wait, and beyond that a request
+gets 503 with Retry-After.
 SIGTERM stops accepting, answers the requests in flight and exits cleanly.
 """
 
 import base64
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
 import importlib.resources
+import itertools
 import json
+import queue as queue_lib
 import re
 import signal
 import threading
@@ -82,8 +88,51 @@ def _json(payload, status=200, headers=None) -> Response:
                   headers=headers)
 
 
+class Batcher:
+  """Answers the dialogs of concurrent requests together: `answer` queues one
+  and waits; one thread takes the first waiting, gathers more for up to
+  `wait_s` (at most `max_batch`), and calls `respond(dialogs, seeds)` with
+  exactly `max_batch` of them, empty dialogs as padding. With a seed per
+  dialog and a fixed batch shape, no answer depends on which requests it met.
+  """
+
+  def __init__(self, respond, max_batch: int, wait_s: float):
+    self.respond, self.max_batch, self.wait_s = respond, max_batch, wait_s
+    self.waiting = queue_lib.SimpleQueue()
+    threading.Thread(target=self._serve, daemon=True, name='batcher').start()
+
+  def answer(self, turns, seed: int):
+    done = concurrent.futures.Future()
+    self.waiting.put((turns, seed, done))
+    return done.result()
+
+  def _gather(self) -> list:
+    batch = [self.waiting.get()]
+    deadline = time.monotonic() + self.wait_s
+    while len(batch) < self.max_batch:
+      try:
+        batch.append(self.waiting.get(timeout=max(deadline - time.monotonic(), 0)))
+      except queue_lib.Empty:
+        break
+    return batch
+
+  def _serve(self):
+    while True:
+      batch = self._gather()
+      padding = self.max_batch - len(batch)
+      try:
+        answers = self.respond([turns for turns, _, _ in batch] + [()] * padding,
+                               [seed for _, seed, _ in batch] + [0] * padding)
+      except Exception as failure:  # pylint: disable=broad-exception-caught  # to each request
+        for _, _, done in batch:
+          done.set_exception(failure)
+        continue
+      for (_, _, done), answer in zip(batch, answers):
+        done.set_result(answer)
+
+
 class ModelQueue:
-  """Requests take turns on the model; at most `max_queue` wait for it."""
+  """Admits requests for the model: at most `max_queue` wait for it."""
 
   def __init__(self, max_queue: int):
     self.max_queue = max_queue
@@ -93,7 +142,9 @@ class ModelQueue:
     self._model = threading.Lock()
 
   @contextlib.contextmanager
-  def turn(self):
+  def turn(self, exclusive: bool = True):
+    """Admitted (or 503); with `exclusive`, alone on the model (the Batcher
+    needs no lock: it alone calls the model)."""
     with self._count:
       if self.draining.is_set():
         raise exceptions.ServiceUnavailable('the server is shutting down')
@@ -102,7 +153,7 @@ class ModelQueue:
             f'busy: {self.in_flight - 1} requests are waiting for the model', retry_after=RETRY_AFTER_S)
       self.in_flight += 1
     try:
-      with self._model:
+      with self._model if exclusive else contextlib.nullcontext():
         yield
     finally:
       with self._count:
@@ -186,21 +237,33 @@ def check_dialog(turns, cfg: ServeConfig, field: str = 'context'):
   return turns
 
 
+MAX_SEED = 2**31 - 1
+
+
+def parse_seed(record):
+  """The request's `seed` (OpenAI's field name too), or None to draw one."""
+  seed = record.get('seed') if isinstance(record, dict) else None
+  if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or
+                           not 0 <= seed <= MAX_SEED):
+    raise exceptions.BadRequest(f'seed: needs an integer in [0, {MAX_SEED}], got {seed!r}')
+  return seed
+
+
 def parse_request(body: bytes, cfg: ServeConfig):
-  """The request's dialog as Turns; a 4xx exception names what is wrong."""
+  """(the request's dialog as Turns, its seed or None); a 4xx names what is wrong."""
   record = _json_body(body)
   try:
     turns = dialog.parse_context(record)
   except ValueError as error:
     raise exceptions.BadRequest(str(error)) from None
-  return check_dialog(turns, cfg)
+  return check_dialog(turns, cfg), parse_seed(record)
 
 
 CHAT_ROLES = {'user': 0, 'assistant': 1, 'system': None, 'developer': None}
 
 
-def parse_chat_request(body: bytes, cfg: ServeConfig, speakers) -> tuple[tuple, str]:
-  """(dialog, model name) of an OpenAI chat-completions request.
+def parse_chat_request(body: bytes, cfg: ServeConfig, speakers) -> tuple[tuple, str, int | None]:
+  """(dialog, model name, seed or None) of an OpenAI chat-completions request.
 
   `user` turns are spoken by speakers[0] and `assistant` turns by speakers[1];
   `system` and `developer` messages are left out (LaMDA's context is the
@@ -235,7 +298,8 @@ def parse_chat_request(body: bytes, cfg: ServeConfig, speakers) -> tuple[tuple, 
       raise exceptions.BadRequest(f'{field}.content: is empty')
     turns.append(dialog.Turn(speakers[speaker], content))
   model = record.get('model')
-  return check_dialog(tuple(turns), cfg, 'messages'), model if isinstance(model, str) else 'lamda'
+  return (check_dialog(tuple(turns), cfg, 'messages'), model if isinstance(model, str) else 'lamda',
+          parse_seed(record))
 
 
 def chat_completion(decision, model: str) -> dict:
@@ -249,11 +313,18 @@ def chat_completion(decision, model: str) -> dict:
 
 def make_app(respond, cfg: ServeConfig, toolset=None, queue: ModelQueue | None = None,
              speakers=('A', 'B')):
-  """A WSGI app around `respond(list of dialogs) -> list of Decisions`, and
-  `toolset(query, conversation_id) -> list of strings` when given (else 404);
-  `queue` admits requests to the model; `speakers` (user, model) name the
-  turns of chat-completions messages as the training dialogs do."""
+  """A WSGI app around `respond(list of dialogs, list of seeds) -> list of
+  Decisions` (called by a Batcher), and `toolset(query, conversation_id) ->
+  list of strings` when given (else 404); `queue` admits requests to the
+  model; `speakers` (user, model) name the turns of chat-completions messages
+  as the training dialogs do."""
   queue = queue or ModelQueue(cfg.max_queue)
+  batcher = Batcher(respond, cfg.max_batch, cfg.batch_wait_ms / 1000)
+  drawn = itertools.count()  # seeds of requests that bring none
+
+  def answer(turns, seed):
+    with queue.turn(exclusive=False):
+      return batcher.answer(turns, next(drawn) % (MAX_SEED + 1) if seed is None else seed)
 
   class LimitedRequest(Request):
     max_content_length = cfg.max_request_bytes
@@ -283,13 +354,9 @@ def make_app(respond, cfg: ServeConfig, toolset=None, queue: ModelQueue | None =
         with queue.turn():
           return _json({'results': toolset(*query)})
       if endpoint == 'chat':
-        turns, model = parse_chat_request(request.get_data(cache=False), cfg, speakers)
-        with queue.turn():
-          return _json(chat_completion(respond([turns])[0], model))
-      turns = parse_request(request.get_data(cache=False), cfg)
-      with queue.turn():
-        decision = respond([turns])[0]
-      return _json(decision.to_json())
+        turns, model, seed = parse_chat_request(request.get_data(cache=False), cfg, speakers)
+        return _json(chat_completion(answer(turns, seed), model))
+      return _json(answer(*parse_request(request.get_data(cache=False), cfg)).to_json())
     except exceptions.RequestEntityTooLarge:
       return error(request, f'request body over {cfg.max_request_bytes} bytes', 413)
     except exceptions.HTTPException as failure:
