@@ -116,6 +116,7 @@ bench: $(INSTALLED) $(BENCH_VENV)/.installed data
 	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.input_pipeline
 	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.decode_throughput \
 	  --peer_python=$(BENCH_VENV)/bin/python
+	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.serve_load
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache
