@@ -22,13 +22,16 @@ MESH_AXES = ('data', 'fsdp', 'tensor')
 # parameter names ('embed', 'mlp', ...); flax resolves the rules in order and a
 # mesh axis is used at most once per array, so putting 'batch' first keeps
 # activations batch-sharded while parameters are FSDP-sharded on 'embed'.
-LOGICAL_AXES = ('batch', 'length', 'vocab', 'embed', 'heads', 'kv', 'mlp', 'layers',
+LOGICAL_AXES = ('batch', 'length', 'vocab', 'embed', 'heads', 'kv_heads', 'kv', 'mlp', 'layers',
                 'relpos_buckets', 'attributes')
 DTYPES = ('float32', 'bfloat16', 'float16')
 # How a discriminator score is read (finetune.discriminator): the paper's
 # P('1') vs P('0') from the LM head at the rating position, or per-attribute
 # classifier heads on the final hidden state at the attribute position.
 DISCRIMINATORS = ('rating_token', 'heads')
+# How attention sees positions (model.position_encoding): the paper's T5
+# relative bias, or rotary embeddings of queries and keys (RoPE, as Llama 2).
+POSITION_ENCODINGS = ('relative_bias', 'rope')
 
 # Registries: a config names one of these; nothing else lists the names.
 ACTIVATIONS = {
@@ -56,6 +59,7 @@ DEFAULT_AXIS_RULES = (
     ('batch', ('data', 'fsdp')),
     ('vocab', 'tensor'),
     ('heads', 'tensor'),
+    ('kv_heads', 'tensor'),  # grouped-query K/V; None replicates them when fewer than 'tensor'
     ('mlp', 'tensor'),
     ('embed', 'fsdp'),
     ('kv', None),
@@ -125,8 +129,14 @@ class ModelConfig:
   # Gated FFN: the product of one projection per activation. ('gelu', 'linear')
   # is the paper's gated-GELU; ('silu', 'linear') is SwiGLU; ('relu',) a plain FFN.
   activations: tuple[str, ...] = ('gelu', 'linear')
+  position_encoding: str = 'relative_bias'  # one of POSITION_ENCODINGS
   relative_attention_num_buckets: int = 32
   relative_attention_max_distance: int = 128
+  rope_max_wavelength: int = 10_000  # RoPE's longest rotation period, in positions
+  # Key/value heads: 0 is one per query head (multi-head attention, the paper);
+  # fewer is grouped-query attention (Llama 2), each shared by num_heads / num_kv_heads
+  # query heads, and the KV cache shrinks by that factor.
+  num_kv_heads: int = 0
   layer_norm_epsilon: float = 1e-6
   tie_embeddings: bool = False
   dropout_rate: float = 0.0
@@ -137,8 +147,14 @@ class ModelConfig:
 
   def __post_init__(self):
     for name in ('num_layers', 'd_model', 'num_heads', 'd_ff', 'head_dim', 'vocab_size',
-                 'relative_attention_max_distance'):
+                 'relative_attention_max_distance', 'rope_max_wavelength'):
       _check_int(f'model.{name}', getattr(self, name))
+    _check_int('model.num_kv_heads', self.num_kv_heads, minimum=0, maximum=self.num_heads)
+    if self.num_heads % self.kv_heads:
+      _fail('model.num_kv_heads', f'must divide num_heads {self.num_heads}, got {self.num_kv_heads}')
+    _check_choice('model.position_encoding', self.position_encoding, POSITION_ENCODINGS)
+    if self.position_encoding == 'rope' and self.head_dim % 2:
+      _fail('model.head_dim', f'must be even for rope (it rotates pairs), got {self.head_dim}')
     object.__setattr__(self, 'activations', tuple(self.activations))
     if not self.activations:
       _fail('model.activations', 'needs at least one activation')
@@ -160,6 +176,11 @@ class ModelConfig:
     _check_choice('model.dtype', self.dtype, DTYPES)
     _check_choice('model.param_dtype', self.param_dtype, DTYPES)
     _check_choice('model.remat_policy', self.remat_policy, REMAT_POLICIES)
+
+  @property
+  def kv_heads(self) -> int:
+    """Key/value heads: num_kv_heads, or num_heads when that is 0."""
+    return self.num_kv_heads or self.num_heads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -732,6 +753,10 @@ class ExperimentConfig:
       for mesh_axis in (mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,)):
         if mesh_axis is not None:
           _check_choice(field, mesh_axis, MESH_AXES)
+    unruled = [axis for axis in LOGICAL_AXES if axis not in {rule[0] for rule in rules}]
+    if unruled:  # flax would replicate them silently
+      _fail('logical_axis_rules', f'no rule for {", ".join(unruled)}; add one, e.g. '
+                                  f'{[rule for rule in DEFAULT_AXIS_RULES if rule[0] in unruled]}')
 
   def with_fields(self, **sections) -> 'ExperimentConfig':
     """A copy with fields of named sections replaced, each section validated

@@ -49,11 +49,26 @@ def gated_mlp(x, params, activations):
   return hidden @ params['wo']
 
 
-def attention(x, params, bias, mask):
-  """x [b, l, e]; bias [b, h, q, k]; mask [b, q, k] bool."""
+def rope(x, positions, max_wavelength):
+  """x [b, h, l, d]: the halves (x[:d/2], x[d/2:]) as one complex number per pair,
+  multiplied by exp(i * position * max_wavelength^(-2j/d))."""
+  half = x.shape[-1] // 2
+  frequency = max_wavelength ** (-np.arange(half) * 2 / x.shape[-1])
+  z = (x[..., :half] + 1j * x[..., half:]) * np.exp(1j * positions[:, None, :, None] * frequency)
+  return np.concatenate([z.real, z.imag], axis=-1)
+
+
+def attention(x, params, bias, mask, positions=None, max_wavelength=None):
+  """x [b, l, e]; bias [b, h, q, k]; mask [b, q, k] bool; `positions` [b, l]
+  turn queries and keys (RoPE). Fewer key/value heads than query heads are
+  shared by consecutive query heads (grouped-query attention)."""
   q = np.einsum('ble,ehd->bhld', x, params['query'])
   k = np.einsum('ble,ehd->bhld', x, params['key'])
   v = np.einsum('ble,ehd->bhld', x, params['value'])
+  if positions is not None:
+    q, k = rope(q, positions, max_wavelength), rope(k, positions, max_wavelength)
+  query_head = np.arange(q.shape[1])
+  k, v = k[:, query_head * k.shape[1] // q.shape[1]], v[:, query_head * v.shape[1] // q.shape[1]]
   logits = q @ np.swapaxes(k, -1, -2) + bias
   mask = mask[:, None]
   weights = np.where(mask, np.exp(logits - np.where(mask, logits, -np.inf).max(-1, keepdims=True,
@@ -66,10 +81,14 @@ def decoder(params, cfg, tokens, positions, segment_ids):
   """Logits [b, l, vocab]; padding (segment 0) attends to nothing."""
   params = {k: v for k, v in params.items()}
   x = params['token_embedder']['embedding'][tokens]
-  relative = positions[:, None, :] - positions[:, :, None]  # key - query
-  buckets = np.vectorize(bucket)(relative, False, cfg.relative_attention_num_buckets,
-                                 cfg.relative_attention_max_distance)
-  bias = np.moveaxis(params['relpos_bias']['rel_embedding'][:, buckets], 0, 1)
+  rope_positions = positions if cfg.position_encoding == 'rope' else None
+  if rope_positions is None:
+    relative = positions[:, None, :] - positions[:, :, None]  # key - query
+    buckets = np.vectorize(bucket)(relative, False, cfg.relative_attention_num_buckets,
+                                   cfg.relative_attention_max_distance)
+    bias = np.moveaxis(params['relpos_bias']['rel_embedding'][:, buckets], 0, 1)
+  else:
+    bias = np.zeros(())
   length = tokens.shape[1]
   mask = (np.tril(np.ones((length, length), bool))[None] &
           (segment_ids[:, :, None] == segment_ids[:, None, :]) & (segment_ids[:, None, :] != 0))
@@ -79,7 +98,7 @@ def decoder(params, cfg, tokens, positions, segment_ids):
     else:
       layer = params[f'layers_{i}']
     h = rms_norm(x, layer['pre_attention_norm']['scale'], cfg.layer_norm_epsilon)
-    x = x + attention(h, layer['attention'], bias, mask)
+    x = x + attention(h, layer['attention'], bias, mask, rope_positions, cfg.rope_max_wavelength)
     h = rms_norm(x, layer['pre_mlp_norm']['scale'], cfg.layer_norm_epsilon)
     x = x + gated_mlp(h, layer['mlp'], cfg.activations)
   x = rms_norm(x, params['final_norm']['scale'], cfg.layer_norm_epsilon)

@@ -49,6 +49,10 @@ def _tiny_with(section, field, value):
     ('model', 'param_dtype', 'int8', "config.model.param_dtype: unknown value 'int8'"),
     ('model', 'remat_policy', 'some', "config.model.remat_policy: unknown value 'some'"),
     ('model', 'n_layers', 4, 'config.model.n_layers: unknown field'),
+    ('model', 'num_kv_heads', 3, 'config.model.num_kv_heads: must divide num_heads 4, got 3'),
+    ('model', 'num_kv_heads', 8, 'config.model.num_kv_heads: must be <= 4, got 8'),
+    ('model', 'position_encoding', 'alibi', "config.model.position_encoding: unknown value 'alibi'"),
+    ('model', 'rope_max_wavelength', 0, 'config.model.rope_max_wavelength: must be >= 1'),
     ('mesh', 'tensor', 0, 'config.mesh.tensor: must be >= 1'),
     ('mesh', 'fsdp', -1, 'config.mesh: at most one axis may be -1'),
     ('train', 'seq_len', 0, 'config.train.seq_len: must be >= 1'),
@@ -87,11 +91,22 @@ def _tiny_with(section, field, value):
     ('', 'logical_axis_rules', (('embed', 'fsdp'), ('experts', 'tensor')),
      "config.logical_axis_rules[1]: unknown value 'experts'"),
     ('', 'logical_axis_rules', (('embed', 'model'),), "config.logical_axis_rules[0]: unknown value 'model'"),
+    ('', 'logical_axis_rules', config_lib.DEFAULT_AXIS_RULES[:-2],
+     "config.logical_axis_rules: no rule for relpos_buckets, attributes; add one, e.g. "
+     "[('relpos_buckets', None), ('attributes', None)]"),
 ])
 def test_each_bad_field_has_its_own_error(section, field, value, message):
   with pytest.raises(config_lib.ConfigError) as error:
     config_lib.load(_tiny_with(section, field, value))
   assert message in str(error.value)
+
+
+def test_rope_needs_an_even_head_dim():
+  config = _tiny_with('model', 'position_encoding', 'rope')
+  config['model']['head_dim'] = 33
+  with pytest.raises(config_lib.ConfigError,
+                     match='config.model.head_dim: must be even for rope .* got 33'):
+    config_lib.load(config)
 
 
 def test_finetune_needs_a_positive_task_weight():

@@ -16,10 +16,12 @@ CFG = ModelConfig(num_layers=3, d_model=32, num_heads=4, head_dim=8, d_ff=48, vo
                   dtype='float32', relative_attention_num_buckets=8,
                   relative_attention_max_distance=12)
 LENGTH = 24
+# Llama 2's options: the cache holds 2 key/value heads for 4 query heads, turned by RoPE.
+ROPE_GQA = {'position_encoding': 'rope', 'num_kv_heads': 2}
 
 
-def _setup(scan_layers):
-  cfg = dataclasses.replace(CFG, scan_layers=scan_layers)
+def _setup(scan_layers, **changes):
+  cfg = dataclasses.replace(CFG, scan_layers=scan_layers, **changes)
   tokens = jax.random.randint(jax.random.key(0), (2, LENGTH), 3, cfg.vocab_size)
   params = jax.jit(Decoder(cfg).init)(jax.random.key(42), tokens)['params']
   return cfg, params, tokens
@@ -44,7 +46,10 @@ def _stepwise(cfg, params, tokens, positions, segment_ids, chunks):
 @pytest.mark.parametrize('scan_layers', [False, True])
 @pytest.mark.parametrize('prompt', [1, 7, 16])
 def test_cached_steps_equal_the_full_pass(scan_layers, prompt):
-  cfg, params, tokens = _setup(scan_layers)
+  _check_prompt_then_steps(*_setup(scan_layers), prompt)
+
+
+def _check_prompt_then_steps(cfg, params, tokens, prompt):
   positions = jnp.broadcast_to(jnp.arange(LENGTH), tokens.shape)
   segment_ids = jnp.ones_like(tokens)
   full = Decoder(cfg).apply({'params': params}, tokens)
@@ -54,10 +59,20 @@ def test_cached_steps_equal_the_full_pass(scan_layers, prompt):
 
 
 @pytest.mark.parametrize('scan_layers', [False, True])
-def test_cached_steps_equal_the_full_pass_on_packed_rows(scan_layers):
+def test_rope_and_grouped_query_cache_holds_the_kv_heads_and_equals_the_full_pass(scan_layers):
+  cfg, params, tokens = _setup(scan_layers, **ROPE_GQA)
+  empty = KVCache.empty(cfg, 2, LENGTH)
+  keys = empty.keys if scan_layers else empty.keys[0]
+  assert keys.shape[-3:] == (2, LENGTH, cfg.head_dim)  # [kv_heads, slots, head_dim]
+  _check_prompt_then_steps(cfg, params, tokens, prompt=7)
+
+
+@pytest.mark.parametrize('scan_layers,changes', [(False, {}), (True, {}), (True, ROPE_GQA)],
+                         ids=['unrolled', 'scanned', 'scanned-rope-gqa'])
+def test_cached_steps_equal_the_full_pass_on_packed_rows(scan_layers, changes):
   """Two packed examples; the second is continued token by token after a prefill
   that spans the boundary, and a chunk of three (a scoring suffix) at the end."""
-  cfg, params, tokens = _setup(scan_layers)
+  cfg, params, tokens = _setup(scan_layers, **changes)
   first = 9
   segment_ids = jnp.asarray([[1] * first + [2] * (LENGTH - first),
                              [1] * (LENGTH - 4) + [0] * 4])  # second row ends in padding

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lamda_jax.config import ModelConfig
+from lamda_jax.model import layers
 from lamda_jax.model.decoder import Decoder
 from tests import numpy_reference
 
@@ -42,7 +43,9 @@ def _apply(cfg, params, *inputs, **kwargs):
 @pytest.mark.parametrize('changes', [
     {}, {'scan_layers': False}, {'activations': ('silu', 'linear')}, {'tie_embeddings': True},
     {'remat_policy': 'full'}, {'head_dim': 16, 'num_heads': 3},
-])
+    {'position_encoding': 'rope'}, {'num_kv_heads': 2}, {'num_kv_heads': 1, 'scan_layers': False},
+    {'num_kv_heads': 2, 'position_encoding': 'rope', 'rope_max_wavelength': 100},
+], ids=str)
 def test_matches_numpy_reference(changes):
   cfg = _variant(**changes)
   tokens = _tokens((2, 20))  # longer than max_distance: exercises the log buckets
@@ -69,14 +72,17 @@ def test_logits_of_chosen_vocab_ids_match_the_numpy_reference(tie_embeddings):
   np.testing.assert_allclose(logits, want[..., [4, 90, 4, 17]], rtol=2e-4, atol=2e-4)
 
 
-def test_numpy_reference_on_packed_and_padded_rows():
+@pytest.mark.parametrize('changes', [{}, {'position_encoding': 'rope', 'num_kv_heads': 2}],
+                         ids=str)
+def test_numpy_reference_on_packed_and_padded_rows(changes):
+  cfg = _variant(**changes)
   tokens = _tokens((2, 12))
   segment_ids = np.array([[1] * 5 + [2] * 7, [1] * 9 + [0] * 3])
   positions = np.array([list(range(5)) + list(range(7)), list(range(9)) + [0] * 3])
-  params = _init(CFG, tokens)
-  logits = np.asarray(_apply(CFG, params, tokens, positions, segment_ids))
+  params = _init(cfg, tokens)
+  logits = np.asarray(_apply(cfg, params, tokens, positions, segment_ids))
   want = numpy_reference.decoder(jax.tree.map(lambda x: np.asarray(x, np.float64), nn.unbox(params)),
-                                 CFG, np.asarray(tokens), positions, segment_ids)
+                                 cfg, np.asarray(tokens), positions, segment_ids)
   real = segment_ids != 0
   np.testing.assert_allclose(logits[real], want[real], rtol=2e-4, atol=2e-4)
   assert np.isfinite(logits).all()  # padding rows stay finite
@@ -187,8 +193,22 @@ def test_every_parameter_has_logical_axes():
       'layers', 'embed', 'heads', 'kv')
   assert specs['layers']['mlp']['wo'] == jax.sharding.PartitionSpec('layers', 'mlp', 'embed')
   assert specs['token_embedder']['embedding'] == jax.sharding.PartitionSpec('vocab', 'embed')
+  assert specs['layers']['attention']['key'] == jax.sharding.PartitionSpec(
+      'layers', 'embed', 'kv_heads', 'kv')
   assert specs['relpos_bias']['rel_embedding'] == jax.sharding.PartitionSpec('heads',
                                                                              'relpos_buckets')
+
+
+def test_rope_dot_products_depend_only_on_the_distance():
+  """RoPE's defining property: <rope(q, m), rope(k, n)> is a function of m - n."""
+  q, k = (jax.random.normal(jax.random.key(seed), (1, 1, 1, 16)) for seed in (1, 2))
+  def score(m, n):
+    turned_q = layers.rotary_embedding(q, jnp.full((1, 1), m), 10_000)
+    turned_k = layers.rotary_embedding(k, jnp.full((1, 1), n), 10_000)
+    return float(jnp.sum(turned_q * turned_k))
+  assert score(7, 3) == pytest.approx(score(104, 100), rel=1e-4)
+  assert score(3, 3) == pytest.approx(float(jnp.sum(q * k)), rel=1e-5)  # distance 0: unturned
+  assert score(7, 3) != pytest.approx(score(8, 3), rel=1e-3)
 
 
 def test_query_initialisation_absorbs_attention_scaling():

@@ -20,10 +20,14 @@ ALL = {module.__name__.split('.')[-1]: module for module in
 
 def hand_count(m: config_lib.ModelConfig):
   """(total, non-embedding) from the architecture, written out by hand."""
+  kv_heads = m.num_kv_heads or m.num_heads
   per_layer = (2 * m.d_model  # two RMS norm scales
-               + 4 * m.d_model * m.num_heads * m.head_dim  # q, k, v, o
+               + 2 * m.d_model * m.num_heads * m.head_dim  # q, o
+               + 2 * m.d_model * kv_heads * m.head_dim  # k, v
                + (len(m.activations) + 1) * m.d_model * m.d_ff)  # wi_*, wo
-  non_embedding = m.num_layers * per_layer + m.num_heads * m.relative_attention_num_buckets + m.d_model
+  relative_bias = m.num_heads * m.relative_attention_num_buckets
+  non_embedding = (m.num_layers * per_layer + m.d_model
+                   + (relative_bias if m.position_encoding == 'relative_bias' else 0))
   embedding = m.vocab_size * m.d_model * (1 if m.tie_embeddings else 2)
   return non_embedding + embedding, non_embedding
 
@@ -36,6 +40,20 @@ def test_param_counts_match_hand_formula(name):
   assert described['params_total'] == total
   assert described['params_non_embedding'] == non_embedding
   assert described['param_bytes'] == 4 * total  # float32 parameters
+
+
+def test_rope_and_grouped_query_attention_counts():
+  config = tiny.get_config()
+  config.model.position_encoding, config.model.num_kv_heads = 'rope', 1
+  experiment = config_lib.load(config)
+  described = stats.describe(experiment)
+  assert (described['params_total'], described['params_non_embedding']) == hand_count(
+      experiment.model)
+  m = experiment.model
+  norms = (2 * m.num_layers + 1) * m.d_model
+  matmul_weights = described['params_non_embedding'] - norms + m.d_model * m.vocab_size
+  assert described['flops_per_token_dense'] == 6 * matmul_weights
+  assert 'relpos_bias' not in described['shapes']
 
 
 def test_tied_embeddings_count_once():

@@ -48,6 +48,22 @@ def test_update_on_a_mesh_equals_single_device(mesh, single_device_update):
   _assert_same_update(updated, want_updated)
 
 
+def test_rope_and_grouped_query_update_on_a_mesh_equals_single_device():
+  """Llama 2's options under fsdp 2 x tensor 2: each tensor shard holds one of
+  the two key/value heads, and the update is one device's."""
+  model = {'position_encoding': 'rope', 'num_kv_heads': 2}
+  single = helpers.experiment(model=model)
+  want = helpers.one_update(single, helpers.random_batch(single))
+  exp = helpers.experiment(mesh=(2, 2, 2), model=model)
+  initial, updated, metrics, state = helpers.one_update(exp, helpers.random_batch(exp),
+                                                        jax.devices())
+  _assert_trees_close(initial.params, want[0].params, rtol=0, atol=0)
+  np.testing.assert_allclose(metrics['loss'], want[2]['loss'], rtol=2e-5)
+  _assert_same_update(updated, want[1])
+  key = state.params['layers']['attention']['key']  # [layers, embed, kv_heads, head_dim]
+  assert key.shape == (2, 64, 2, 8) and _shard_shape(key) == (2, 32, 1, 8)
+
+
 def _shard_shape(array):
   shapes = {shard.data.shape for shard in array.addressable_shards}
   assert len(shapes) == 1
@@ -150,7 +166,7 @@ def test_microbatches_must_divide_the_data_parallel_batch():
 def test_indivisible_sharding_names_the_parameter():
   exp = helpers.experiment(mesh=(1, 1, 8), model={'num_heads': 4})
   with pytest.raises(ConfigError, match=r"\['layers'\]\['attention'\]\['key'\] dimension 2 "
-                                        r"\('heads', size 4\) is split over mesh axes"):
+                                        r"\('kv_heads', size 4\) is split over mesh axes"):
     helpers.one_update(exp, helpers.random_batch(exp), jax.devices())
 
 

@@ -1,5 +1,6 @@
 """The LaMDA decoder (§3, Table 27): a pre-norm decoder-only Transformer with T5
-relative attention bias and gated-GELU feed-forward blocks.
+relative attention bias and gated-GELU feed-forward blocks (RoPE, grouped-query
+attention and other activations are config options, for ablations).
 
 Decoding passes a `KVCache` (kv_cache.py): the keys and values of the tokens
 seen so far, one slot per token; a call then runs only the new chunk of tokens.
@@ -24,12 +25,12 @@ class DecoderLayer(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, attention_bias, cached=None, cache_index=None):
+  def __call__(self, x, attention_bias, positions, cached=None, cache_index=None):
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # same mask along length (T5)
     h = layers.RMSNorm(cfg, name='pre_attention_norm')(x)
     h, updated = layers.MultiHeadAttention(cfg, self.deterministic, name='attention')(
-        h, attention_bias, cached, cache_index)
+        h, attention_bias, positions, cached, cache_index)
     x = x + dropout(h, deterministic=self.deterministic)
     h = layers.RMSNorm(cfg, name='pre_mlp_norm')(x)
     h = layers.GatedMlp(cfg, self.deterministic, name='mlp')(h)
@@ -59,7 +60,7 @@ class Decoder(nn.Module):
   """tokens [batch, length] -> float32 logits [batch, length, vocab].
 
   `positions` restart at 0 in each packed segment; the relative attention bias
-  is computed from them, so a packed example sees exactly what it would alone.
+  (or RoPE's angles) is computed from them, so a packed example sees exactly what it would alone.
   `attribute_heads` > 0 adds that many classifier heads on the final hidden
   state (layers.AttributeHeads; `for_experiment` says when).
   """
@@ -91,7 +92,8 @@ class Decoder(nn.Module):
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
-    # One table shared by all layers (T5); masking folded into the same bias.
+    # One relative bias table shared by all layers (T5), masking folded into
+    # the same bias; under RoPE the bias is the mask alone, shared by the heads.
     if cache is None:
       key_positions, mask = positions, attention_mask(segment_ids)
     else:  # the chunk takes the next slots; the caller sizes the cache to fit
@@ -100,10 +102,14 @@ class Decoder(nn.Module):
       slot_segment_ids = jax.lax.dynamic_update_slice(cache.segment_ids,
                                                       segment_ids.astype(jnp.int32), at)
       mask = cached_attention_mask(segment_ids, slot_segment_ids, cache.length)
-    attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions, key_positions)
-    attention_bias = jnp.where(mask, attention_bias, layers.MASKED)
-    attention_bias = nn.with_logical_constraint(attention_bias,
-                                                ('batch', 'heads', 'length', None))
+    if cfg.position_encoding == 'relative_bias':
+      attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions,
+                                                                           key_positions)
+      attention_bias = jnp.where(mask, attention_bias, layers.MASKED)
+      bias_axes = ('batch', 'heads', 'length', None)
+    else:
+      attention_bias, bias_axes = jnp.where(mask, 0., layers.MASKED), ('batch', None, 'length', None)
+    attention_bias = nn.with_logical_constraint(attention_bias, bias_axes)
 
     layer = DecoderLayer
     if cfg.remat_policy != 'none':
@@ -112,14 +118,15 @@ class Decoder(nn.Module):
     if cfg.scan_layers:
       cached = () if cache is None else ((cache.keys, cache.values), cache.length)
       stack = nn.scan(layer, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
-                      in_axes=(nn.broadcast,) + (0, nn.broadcast)[:len(cached)],
+                      in_axes=(nn.broadcast, nn.broadcast) + (0, nn.broadcast)[:len(cached)],
                       length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: 'layers'})
-      x, updated = stack(cfg, deterministic, name='layers')(x, attention_bias, *cached)
+      x, updated = stack(cfg, deterministic, name='layers')(x, attention_bias, positions, *cached)
     else:
       per_layer = []
       for index in range(cfg.num_layers):
         cached = () if cache is None else ((cache.keys[index], cache.values[index]), cache.length)
-        x, layer_kv = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias, *cached)
+        x, layer_kv = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias,
+                                                                        positions, *cached)
         per_layer.append(layer_kv)
       updated = None if cache is None else tuple(zip(*per_layer))  # (keys, values) per layer
 

@@ -15,11 +15,11 @@ import numpy as np
 
 from lamda_jax.config import ModelConfig
 
-CACHE_AXES = ('layers', 'batch', 'heads', 'length', 'kv')
+CACHE_AXES = ('layers', 'batch', 'kv_heads', 'length', 'kv')
 
 
 def _constrain(x):
-  """A layer's [batch, heads, slots, head_dim] cache, or the scanned [layers, ...] stack."""
+  """A layer's [batch, kv_heads, slots, head_dim] cache, or the scanned [layers, ...] stack."""
   return nn.with_logical_constraint(x, CACHE_AXES[-x.ndim:])
 
 
@@ -33,7 +33,7 @@ class KVCache:
   Unrolled layers keep one array per layer, so each layer writes its new slot
   in place; scanned layers keep one stacked array, as nn.scan slices it.
   """
-  keys: Any  # per layer [batch, heads, slots, head_dim]: a tuple, or stacked [layers, ...]
+  keys: Any  # per layer [batch, kv_heads, slots, head_dim]: a tuple, or stacked [layers, ...]
   values: Any  # same as keys
   positions: jax.Array  # [batch, slots]
   segment_ids: jax.Array  # [batch, slots]; 0 = empty or padding
@@ -41,7 +41,7 @@ class KVCache:
 
   @classmethod
   def empty(cls, cfg: ModelConfig, batch: int, slots: int) -> 'KVCache':
-    shape = (batch, cfg.num_heads, slots, cfg.head_dim)
+    shape = (batch, cfg.kv_heads, slots, cfg.head_dim)
 
     def zeros():
       if cfg.scan_layers:

@@ -1,5 +1,6 @@
 """Building blocks of the LaMDA decoder, in T5.1.1 conventions: no biases, RMS
-LayerNorm, relative attention bias, gated feed-forward. Every parameter is born
+LayerNorm, relative attention bias, gated feed-forward; RoPE and grouped-query
+attention are the options that Llama 2 brings, for ablations. Every parameter is born
 with logical axis names; the rules table in the config maps them onto the mesh.
 
 Attention scaling: as in t5x, 1/sqrt(head_dim) is folded into the query
@@ -159,39 +160,70 @@ class RelativePositionBias(nn.Module):
     return jnp.transpose(bias, (0, 3, 1, 2))
 
 
+def rotary_embedding(x, positions, max_wavelength: int):
+  """RoPE (Su et al. 2021): x [batch, length, heads, head_dim] with each pair
+  (x[i], x[i + head_dim/2]) turned by the angle position / max_wavelength^(2i/head_dim),
+  positions [batch, length]. A query and a key so turned have a dot product that
+  depends only on their distance. Pairs are split in halves (GPT-NeoX, gemma);
+  Llama's adjacent pairs are the same map up to a fixed permutation of head_dim.
+  """
+  half = x.shape[-1] // 2
+  timescale = max_wavelength ** (2 * jnp.arange(half, dtype=jnp.float32) / x.shape[-1])
+  angle = positions[:, :, None, None].astype(jnp.float32) / timescale  # [batch, length, 1, half]
+  sin, cos = jnp.sin(angle), jnp.cos(angle)
+  first, second = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  return jnp.concatenate([first * cos - second * sin, second * cos + first * sin],
+                         axis=-1).astype(x.dtype)
+
+
 class MultiHeadAttention(nn.Module):
-  """Self-attention with heads x head_dim independent of d_model."""
+  """Self-attention with heads x head_dim independent of d_model, and optionally
+  fewer key/value heads than query heads (grouped-query attention)."""
   config: ModelConfig
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, attention_bias, cached=None, cache_index=None):
-    """x: [batch, length, embed]; attention_bias: [batch, heads, q, k] (mask + position).
+  def __call__(self, x, attention_bias, positions, cached=None, cache_index=None):
+    """x: [batch, length, embed]; attention_bias: [batch, heads or 1, q, k] (the
+    mask, plus the relative position bias if the model uses it); positions
+    [batch, length] turn queries and keys under RoPE.
 
-    Decoding passes `cached` = this layer's (keys, values) [batch, heads,
+    Decoding passes `cached` = this layer's (keys, values) [batch, kv_heads,
     slots, head_dim]: the chunk's keys and values are written at slot
     `cache_index` (in place under jit), the queries attend over all slots
     (`attention_bias` [batch, heads, q, slots] masks the empty ones), and the
     updated (keys, values) are returned. Heads before slots, so neither
     einsum transposes the cache.
+
+    Grouped-query keys and values are repeated to the query heads just before
+    the einsums: the cache and the projections hold kv_heads only, which is
+    what GQA saves; the attention arithmetic is multi-head's.
     """
     cfg = self.config
-    shape, axes = (cfg.d_model, cfg.num_heads, cfg.head_dim), ('embed', 'heads', 'kv')
     def query_init(*args):
       return qkv_init(*args) / np.sqrt(cfg.head_dim)
-    query, key, value = (
-        nn.with_logical_constraint(  # [batch, length, heads, head_dim]
-            dense(self, name, x, 'ble,ehd->blhd', shape, axes, init),
-            ('batch', 'length', 'heads', 'kv'))
-        for name, init in (('query', query_init), ('key', qkv_init), ('value', qkv_init)))
+    query = dense(self, 'query', x, 'ble,ehd->blhd', (cfg.d_model, cfg.num_heads, cfg.head_dim),
+                  ('embed', 'heads', 'kv'), query_init)
+    query = nn.with_logical_constraint(query, ('batch', 'length', 'heads', 'kv'))
+    key, value = (  # [batch, length, kv_heads, head_dim]
+        nn.with_logical_constraint(
+            dense(self, name, x, 'ble,ehd->blhd', (cfg.d_model, cfg.kv_heads, cfg.head_dim),
+                  ('embed', 'kv_heads', 'kv'), qkv_init),
+            ('batch', 'length', 'kv_heads', 'kv'))
+        for name in ('key', 'value'))
+    if cfg.position_encoding == 'rope':
+      query, key = (rotary_embedding(y, positions, cfg.rope_max_wavelength) for y in (query, key))
+    groups = cfg.num_heads // cfg.kv_heads
 
     if cached is None:
+      key, value = (jnp.repeat(y, groups, axis=2) for y in (key, value))  # [b, l, heads, d]
       logits = jnp.einsum('bqhd,bkhd->bhqk', query, key)
     else:
       at = (0, 0, cache_index, 0)
-      key, value = (  # [batch, heads, slots, head_dim]
+      cached = tuple(  # [batch, kv_heads, slots, head_dim]
           jax.lax.dynamic_update_slice(old, jnp.swapaxes(new, 1, 2).astype(old.dtype), at)
           for old, new in zip(cached, (key, value)))
+      key, value = (jnp.repeat(y, groups, axis=1) for y in cached)  # [b, heads, slots, d]
       query = jnp.swapaxes(query, 1, 2)  # [batch, heads, q, head_dim]
       logits = jnp.einsum('bhqd,bhkd->bhqk', query, key.astype(query.dtype))
     logits = logits.astype(jnp.float32) + attention_bias.astype(jnp.float32)
@@ -205,7 +237,7 @@ class MultiHeadAttention(nn.Module):
       context = jnp.einsum('bhqk,bhkd->bhqd', weights, value.astype(weights.dtype))
       out = dense(self, 'out', context, 'bhqd,hde->bqe', out_shape, out_axes, attention_out_init)
     out = nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
-    return out, (None if cached is None else (key, value))
+    return out, cached
 
 
 class GatedMlp(nn.Module):

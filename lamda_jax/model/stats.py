@@ -35,7 +35,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, int]:
   are free) + 12 x layers x heads x head_dim x seq_len for the attention
   scores and weighted values, without halving for causality.
   """
-  attention_projections = 4 * cfg.d_model * cfg.num_heads * cfg.head_dim
+  attention_projections = 2 * cfg.d_model * (cfg.num_heads + cfg.kv_heads) * cfg.head_dim
   mlp = (len(cfg.activations) + 1) * cfg.d_model * cfg.d_ff
   matmul_weights = cfg.num_layers * (attention_projections + mlp) + cfg.d_model * cfg.vocab_size
   dense = 6 * matmul_weights

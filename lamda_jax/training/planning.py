@@ -96,6 +96,7 @@ def activation_bytes(experiment: ExperimentConfig, remat_policy: str | None = No
   sequences = train.batch_size // microbatches / _ways('batch', sizes, rules)
   tokens, length = sequences * train.seq_len, train.seq_len
   heads = cfg.num_heads / _ways('heads', sizes, rules)
+  kv_heads = cfg.kv_heads / _ways('kv_heads', sizes, rules)
   hidden = cfg.d_ff / _ways('mlp', sizes, rules)
   vocab = cfg.vocab_size / _ways('vocab', sizes, rules)
   width = jax.numpy.dtype(cfg.dtype).itemsize
@@ -103,7 +104,8 @@ def activation_bytes(experiment: ExperimentConfig, remat_policy: str | None = No
   gates = len(cfg.activations)
 
   layer_input = tokens * cfg.d_model * width
-  projections = tokens * (3 * heads * cfg.head_dim + 2 * cfg.d_model + gates * hidden) * width
+  projections = tokens * ((heads + 2 * kv_heads) * cfg.head_dim + 2 * cfg.d_model
+                          + gates * hidden) * width
   batched_dots = tokens * heads * (length + cfg.head_dim) * width
   elementwise = tokens * (4 * cfg.d_model * width + heads * length * f32
                           + (gates + 1) * hidden * width)
