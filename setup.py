@@ -7,7 +7,10 @@ setuptools.setup(
     version='0.1.0',
     description='A faithful JAX/Flax reimplementation of LaMDA: Language Models for Dialog '
                 'Applications.',
-    packages=setuptools.find_packages(include=['lamda_jax', 'lamda_jax.*']),
+    # configs/ stays at the top (`--config configs/tiny.py`) and installs as
+    # lamda_jax.configs, so notebooks and other configs import it from any install.
+    packages=setuptools.find_packages(include=['lamda_jax', 'lamda_jax.*']) + ['lamda_jax.configs'],
+    package_dir={'lamda_jax.configs': 'configs'},
     package_data={'lamda_jax.serving': ['chat_page.html']},
     python_requires='>=3.11',
     # Lower bounds are the versions the test suite was run with.
@@ -34,7 +37,8 @@ setuptools.setup(
         'waitress>=3.0',  # the HTTP server of --mode serve: timeouts, connection limits
         'werkzeug>=3.1',
     ],
-    extras_require={'dev': ['openai>=1.0', 'packaging>=24', 'pytest>=8.0', 'pytest-xdist>=3.6',
+    extras_require={'dev': ['ipykernel>=6.29', 'nbclient>=0.10', 'nbformat>=5.10',  # notebooks
+                            'openai>=1.0', 'packaging>=24', 'pytest>=8.0', 'pytest-xdist>=3.6',
                             'ruff>=0.15', 'scikit-learn>=1.5',
                             'selenium>=4.20']},  # drives Debian's chromium in the chat page test
 )

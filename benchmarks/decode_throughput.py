@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import machine
-from configs import bench
 from lamda_jax import config as config_lib
+from lamda_jax.configs import bench
 from lamda_jax.serving import decoding, scoring
 from lamda_jax.training import trainer as trainer_lib
 

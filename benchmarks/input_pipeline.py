@@ -29,8 +29,8 @@ from absl import app
 import jax
 
 from benchmarks import machine, train_throughput
-from configs import lamda_2b, lamda_137b, tiny
 from lamda_jax import config as config_lib
+from lamda_jax.configs import lamda_2b, lamda_137b, tiny
 from lamda_jax.data import packed, pipeline
 from lamda_jax.data.sampler import prefetched
 from lamda_jax.model import stats

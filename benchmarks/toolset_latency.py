@@ -21,8 +21,8 @@ from absl import app, flags
 import numpy as np
 
 from benchmarks import decode_throughput, machine
-from configs import bench
 from lamda_jax import config as config_lib
+from lamda_jax.configs import bench
 from lamda_jax.data import corpora
 from lamda_jax.grounding import calculator, retrieval, translator
 

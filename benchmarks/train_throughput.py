@@ -20,8 +20,8 @@ import jax
 import numpy as np
 
 from benchmarks import machine
-from configs import bench, tiny
 from lamda_jax import config as config_lib
+from lamda_jax.configs import bench, tiny
 from lamda_jax.model import stats
 from lamda_jax.training import metrics
 from lamda_jax.training import trainer as trainer_lib

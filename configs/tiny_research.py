@@ -10,7 +10,7 @@ weights so stage two does not forget them. Start it from a stage-one run:
       --workdir runs/demo-research --config.finetune.init_from=runs/demo-finetune
 """
 
-from configs import tiny
+from lamda_jax.configs import tiny
 
 
 def get_config():

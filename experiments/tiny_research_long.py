@@ -12,7 +12,7 @@ Measured from the demo's stage-one run, on the demo's 60 held-out questions
       --workdir runs/demo-research-long --config.finetune.init_from=runs/demo-finetune
 """
 
-from configs import tiny_research
+from lamda_jax.configs import tiny_research
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Ablation: the tiny model with SwiGLU (Llama's FFN) instead of gated-GELU."""
 
-from configs import tiny
+from lamda_jax.configs import tiny
 
 
 def get_config():

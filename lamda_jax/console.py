@@ -47,6 +47,7 @@ def setup(workdir: str, verbose: bool):
   log = _LazyFileHandler(path, delay=True)
   log.setFormatter(absl_logging.PythonFormatter())
   logging.getLogger().addHandler(log)
+  absl_logging.use_absl_handler()  # absl.app does this; a notebook kernel has not
   console = absl_logging.get_absl_handler()
   console.addFilter(_for_the_console)
   console.setFormatter(logging.Formatter('%(levelname)s %(asctime)s %(message)s', '%H:%M:%S'))

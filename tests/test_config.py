@@ -9,8 +9,8 @@ import sys
 import ml_collections
 import pytest
 
-from configs import tiny
 from lamda_jax import config as config_lib
+from lamda_jax.configs import tiny
 from lamda_jax.training import partitioning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -209,3 +209,19 @@ def test_cli_rejects_an_unknown_field():
   result = _cli('--config', 'configs/tiny.py', '--config.model.n_layers=3')
   assert result.returncode != 0
   assert 'n_layers' in result.stderr
+
+
+def test_configs_load_from_outside_the_repository(tmp_path):
+  """configs/ installs as lamda_jax.configs: a config that builds on another
+  loads by path from any directory, and imports from any install."""
+  path = os.path.join(ROOT, 'configs', 'tiny_research.py')
+  result = subprocess.run(
+      [sys.executable, '-m', 'lamda_jax.main', '--config', path, '--mode', 'describe'],
+      cwd=tmp_path, capture_output=True, text=True, check=False,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ''})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert '"name": "tiny_research"' in result.stdout
+  imported = subprocess.run(
+      [sys.executable, '-c', 'import lamda_jax.configs.lamda_137b as m; print(m.__name__)'],
+      cwd=tmp_path, capture_output=True, text=True, check=False, env={**os.environ, 'PYTHONPATH': ''})
+  assert imported.stdout.strip() == 'lamda_jax.configs.lamda_137b', imported.stderr[-2000:]

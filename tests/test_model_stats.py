@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from configs import bench, lamda_2b, lamda_8b, lamda_137b, tiny
 from experiments import tiny_swiglu
 from lamda_jax import config as config_lib
+from lamda_jax.configs import bench, lamda_2b, lamda_8b, lamda_137b, tiny
 from lamda_jax.model import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

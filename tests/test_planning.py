@@ -10,8 +10,8 @@ import jax
 from jax.sharding import PartitionSpec as P
 import pytest
 
-from configs import lamda_2b, lamda_8b, lamda_137b, tiny
 from lamda_jax import config as config_lib
+from lamda_jax.configs import lamda_2b, lamda_8b, lamda_137b, tiny
 from lamda_jax.training import planning, train_state
 from lamda_jax.training import trainer as trainer_lib
 

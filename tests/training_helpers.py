@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 
-from configs import tiny
 from lamda_jax import config as config_lib
+from lamda_jax.configs import tiny
 from lamda_jax.training import trainer as trainer_lib
 
 # Scanned layers: the path pods use, with the stacked 'layers' axis in every sharding.

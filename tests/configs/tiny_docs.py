@@ -1,7 +1,7 @@
 """The tiny model on Python's documentation alone: real text on every machine,
 prepared in a second, for tests that run the CLI many times."""
 
-from configs import tiny
+from lamda_jax.configs import tiny
 
 
 def get_config():
