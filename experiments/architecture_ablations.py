@@ -3,31 +3,27 @@ same data for the same steps.
 
   python -m experiments.architecture_ablations --config configs/tiny.py --workdir runs/ablations
 
-Variants (ABLATIONS): the paper's model (T5 relative bias, gated-GELU,
+Variants (`ablations`): the paper's model (T5 relative bias, gated-GELU,
 multi-head attention); RoPE instead of the relative bias; SwiGLU and a plain
 GELU feed-forward instead of gated-GELU; grouped-query attention (half the
-key/value heads); and all of Llama 2's together. The mixture is prepared once
-(`data/`) and every variant reads the same batches in the same order; each
-trains in `<name>/`, with the exact config in `<name>/config.json`. `results.json` and `results.md` hold parameters, final
-train and eval loss, tokens/s and the KV cache per token; `curves.png` plots
-every run's curves. The discriminator readouts (rating token vs heads) have
+key/value heads); and all of Llama 2's together, each trained by
+experiments/sweep.py on one prepared copy of the data. `results.json` and
+`results.md` hold parameters, final train and eval loss, tokens/s and the KV
+cache per token; `curves.png` plots every run's curves. The discriminator readouts (rating token vs heads) have
 their own experiment, experiments/discriminator_readouts.py.
 """
 
 import dataclasses
 import json
-import os
 
 from absl import app, flags
 import jax.numpy as jnp
 from ml_collections import config_flags
 
-from experiments import outputs
+from experiments import outputs, sweep
 from lamda_jax import config as config_lib
 from lamda_jax import console
-from lamda_jax.data import pipeline
 from lamda_jax.model import stats
-from lamda_jax.training import loop, plotting
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -56,27 +52,20 @@ def kv_cache_bytes_per_token(model: config_lib.ModelConfig) -> int:
 
 def run(experiment: config_lib.ExperimentConfig, workdir: str, only=()) -> dict:
   outputs.write_config(workdir, experiment)
-  data_dir = os.path.join(workdir, 'data')
-  results = {}
-  for name, changes in ablations(experiment.model).items():
-    if only and name not in only:
-      continue
-    variant = dataclasses.replace(experiment, name=f'{experiment.name}_{name}',
-                                  model=dataclasses.replace(experiment.model, **changes))
-    stage = os.path.join(workdir, name)
-    outputs.write_config(stage, variant)
-    summary = loop.run(variant, stage, pipeline.build(variant, data_dir))
-    described = stats.describe(variant)
-    results[name] = {
-        'changes': changes,
-        'params_non_embedding': described['params_non_embedding'],
-        'loss': summary['loss'],
-        'eval_loss': summary['eval/loss'],
-        'tokens_per_second': summary['tokens_per_second'],
-        'kv_cache_bytes_per_token': kv_cache_bytes_per_token(variant.model),
-    }
-  plotting.plot_runs([os.path.join(workdir, name) for name in results],
-                     os.path.join(workdir, 'curves.png'))
+  changed = {name: changes for name, changes in ablations(experiment.model).items()
+             if not only or name in only}
+  variants = {name: dataclasses.replace(experiment, name=f'{experiment.name}_{name}',
+                                        model=dataclasses.replace(experiment.model, **changes))
+              for name, changes in changed.items()}
+  summaries = sweep.train_variants(variants, workdir)
+  results = {name: {
+      'changes': changed[name],
+      'params_non_embedding': stats.describe(variant)['params_non_embedding'],
+      'loss': summaries[name]['loss'],
+      'eval_loss': summaries[name]['eval/loss'],
+      'tokens_per_second': summaries[name]['tokens_per_second'],
+      'kv_cache_bytes_per_token': kv_cache_bytes_per_token(variant.model),
+  } for name, variant in variants.items()}
   outputs.write_results(workdir, results, markdown(results, experiment.train.steps))
   return results
 
