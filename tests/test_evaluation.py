@@ -31,6 +31,15 @@ def test_expected_calibration_error_hand_worked():
   assert evaluation.expected_calibration_error(*calibrated, 10) == pytest.approx(0.0)
 
 
+def test_reliability_points_hand_worked():
+  # Bins [0, .25), [.25, .5), [.5, .75), [.75, 1]: the second is empty and left out.
+  probabilities, labels = np.array([0.1, 0.2, 0.6, 0.9, 1.0]), np.array([0, 1, 1, 1, 0])
+  points = evaluation.reliability(probabilities, labels, 4)
+  assert [(p['share'], p['mean_probability'], p['positive_rate']) for p in points] == [
+      pytest.approx((0.4, 0.15, 0.5)), pytest.approx((0.2, 0.6, 1.0)),
+      pytest.approx((0.4, 0.95, 0.5))]
+
+
 def test_eval_mode_matches_direct_scoring(tmp_path, a_run):
   experiment, run_dir = a_run
   rng = np.random.default_rng(1)

@@ -90,6 +90,15 @@ def test_task_rows_carry_the_papers_masks(tmp_path):
     assert (r['inputs'] == rating_token['inputs']).all()  # the same text before the rating
 
 
+def test_labels_that_are_all_bad_are_a_clear_error(tmp_path):
+  records = [{'context': [{'speaker': 'A', 'text': 'hello'}],
+              'response': {'speaker': 'B', 'text': 'hi'}, 'labels': {'SENSIBLE': True}}] * 3
+  experiment = _experiment(tmp_path, records, finetune={'eval_fraction': 1e-6}, steps=1)
+  with pytest.raises(config_lib.ConfigError,
+                     match=r'config.finetune: no task has training rows .*: 0 rated responses'):
+    tasks.build(experiment, str(tmp_path))
+
+
 def _final_params(experiment, workdir):
   trainer = trainer_lib.set_up(experiment)
   with trainer.activated():

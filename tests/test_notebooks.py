@@ -3,6 +3,8 @@ notebooks/, with small budgets injected after their `parameters` cell as
 papermill does; a cell error fails the test. Committed notebooks carry no outputs."""
 
 import glob
+import importlib.util
+import json
 import os
 import sys
 
@@ -50,6 +52,19 @@ def outputs_of(notebook) -> tuple[str, list[str]]:
   return '\n'.join(texts), kinds
 
 
+def test_colab_installs_the_jax_build_of_its_accelerator():
+  spec = importlib.util.spec_from_file_location('runtime', os.path.join(NOTEBOOKS, 'runtime.py'))
+  runtime = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(runtime)
+  def build(device=None, tool=None, environ=None):
+    return runtime.jax_build(exists=lambda path: path == device,
+                             which=lambda name: name == tool, environ=environ or {})
+  assert build(device='/dev/accel0') == 'jax[tpu]'
+  assert build(environ={'COLAB_TPU_ADDR': '10.0.0.2:8470'}) == 'jax[tpu]'
+  assert build(tool='nvidia-smi') == 'jax[cuda12]'
+  assert build() == 'jax'
+
+
 @pytest.mark.parametrize('path', PATHS, ids=os.path.basename)
 def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
   notebook = nbformat.read(path, as_version=4)
@@ -78,3 +93,32 @@ def test_quickstart_trains_plots_and_ranks(tmp_path, monkeypatch):
                        '| candidate |')
   assert [row.split(' | ')[0] for row in table[header + 1:header + 5]] == [
       '| 1', '| 2', '| 3', '| 4']  # every candidate, ranked
+
+
+@pytest.mark.slow
+def test_finetune_and_rank_measures_calibrates_and_filters(tmp_path, monkeypatch):
+  monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
+  monkeypatch.setenv('XLA_FLAGS', '')
+  labels = tmp_path / 'labels.jsonl'  # 240 rated responses over 40 conversations
+  words = 'value function object class return list string number module method'.split()
+  labels.write_text(''.join(json.dumps({
+      'conversation': f'c{i % 40}', 'context': [{'speaker': 'A', 'text': f'{words[i % 10]} '
+                                                                         f'{words[i // 10 % 10]}'}],
+      'response': {'speaker': 'B', 'text': words[i % 7]},
+      'labels': {'SENSIBLE': i % 2, 'SPECIFIC': int(i % 3 == 0), 'UNSAFE': int(i % 5 == 0)}}) + '\n'
+      for i in range(240)))
+  notebook = execute(os.path.join(NOTEBOOKS, 'finetune_and_rank.ipynb'), {
+      'PRETRAIN_STEPS': 2, 'FINETUNE_STEPS': 2, 'WORKDIR': str(tmp_path / 'run'),
+      'SOURCES': ('python_docs',), 'LABELS': (str(labels),), 'CONTEXTS': 2, 'NUM_CANDIDATES': 3})
+  text, kinds = outputs_of(notebook)
+  assert kinds.count('image/png') == 2  # the curves and the reliability diagram
+  table = [line for line in text.splitlines() if line.startswith('| ')]
+  assert [row.split(' | ')[0] for row in table if row.startswith(('| SENSIBLE', '| SPECIFIC',
+                                                                  '| UNSAFE'))] == [
+      '| SENSIBLE', '| SPECIFIC', '| UNSAFE']  # INTERESTING has no labels here
+  filtered = {row.split(' | ')[0][2:]: row.split(' | ') for row in table
+              if row.startswith(('| keep everything', '| config defaults', '| strict'))}
+  assert list(filtered) == ['keep everything', 'config defaults', 'strict']
+  candidates, kept = ({name: int(row[index]) for name, row in filtered.items()} for index in (1, 2))
+  assert set(candidates.values()) == {2 * 3}  # 2 contexts x 3 candidates, scored each time
+  assert kept['keep everything'] == 6 >= kept['config defaults'] >= kept['strict']

@@ -165,6 +165,12 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
       rows['train'][f'lm:{name}'] = pretraining.train.sources[name]
     rows['validation'].update({f'lm:{n}': r for n, r in pretraining.eval.sources.items()})
   bad.log('finetune')
+  if not weights:
+    rated = sum(1 for r in records.get('train', []) if r.labels)
+    raise ConfigError(
+        f'config.finetune: no task has training rows and a weight above 0: {rated} rated '
+        f'responses in the training split of labels {list(cfg.labels)} (bad lines are logged '
+        f'above and in bad_records.json); rows skipped here: {bad.counts() or "none"}')
   hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
   eval_rows = {task: r for task, r in rows['validation'].items() if task in weights}
   if set(eval_rows) != set(weights):

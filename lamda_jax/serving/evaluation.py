@@ -36,16 +36,35 @@ def auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
                0.5 * (positive[:, None] == negative[None, :]).mean())
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
-  """Sum over bins of |mean label - mean probability|, weighted by the bin's share."""
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> list[dict]:
+  """A reliability diagram's points: per non-empty equal-width confidence bin,
+  its share of the responses, their mean probability and their positive rate."""
   edges = np.linspace(0.0, 1.0, bins + 1)
   which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
-  error = 0.0
-  for b in range(bins):
-    in_bin = which == b
-    if in_bin.any():
-      error += in_bin.mean() * abs(labels[in_bin].mean() - probabilities[in_bin].mean())
-  return float(error)
+  return [{'share': float((which == b).mean()),
+           'mean_probability': float(probabilities[which == b].mean()),
+           'positive_rate': float(labels[which == b].mean())}
+          for b in range(bins) if (which == b).any()]
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:
+  """Sum over bins of |mean label - mean probability|, weighted by the bin's share."""
+  return float(sum(point['share'] * abs(point['positive_rate'] - point['mean_probability'])
+                   for point in reliability(probabilities, labels, bins)))
+
+
+def attribute_probabilities(opened: runs.Run, records, attribute: str,
+                            seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+  """(P(attribute) by the run's discriminator, the label) of every record rated
+  on `attribute`; records must fit in seq_len (`scoring.fits`)."""
+  rated = [r for r in records if attribute in r.labels]
+  with opened.activated():
+    probabilities = [
+        scoring.score(opened.params, opened.model, opened.tokenizer, [r.context for r in chunk],
+                      [r.response.text for r in chunk], (attribute,), seq_len)[:, 0]
+        for chunk in (rated[i:i + 64] for i in range(0, len(rated), 64))]
+  return (np.concatenate(probabilities) if rated else np.zeros(0),
+          np.array([r.labels[attribute] for r in rated]))
 
 
 def held_out_records(experiment: ExperimentConfig, workdir: str):
@@ -126,16 +145,10 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
   results['too_long'] = len(records) - len(scorable)  # not scored, as training skips them
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
   for attribute in attributes.NAMES:
-    rated = [r for r in scorable if attribute in r.labels]
-    if not rated:
+    probabilities, labels = attribute_probabilities(opened, scorable, attribute, seq_len)
+    if not len(labels):
       continue
-    with opened.activated():
-      probabilities = np.concatenate([
-          scoring.score(opened.params, opened.model, opened.tokenizer, [r.context for r in chunk],
-                        [r.response.text for r in chunk], (attribute,), seq_len)[:, 0]
-          for chunk in (rated[i:i + 64] for i in range(0, len(rated), 64))])
-    labels = np.array([r.labels[attribute] for r in rated])
-    metrics = {'count': len(rated), 'positive_rate': float(labels.mean()),
+    metrics = {'count': len(labels), 'positive_rate': float(labels.mean()),
                'accuracy': float(((probabilities >= 0.5) == labels).mean()),
                'auc': auc(probabilities, labels),
                'ece': expected_calibration_error(probabilities, labels, cfg.calibration_bins)}
