@@ -67,6 +67,8 @@ demo: $(INSTALLED) data
 	@echo "== fine-tune it as generator + SSI/safety discriminators on weakly labelled chitchat"
 	$(RUN) --config configs/tiny.py --mode finetune --workdir $(WORKDIR)-finetune \
 	  --config.finetune.init_from=$(WORKDIR) --config.train.steps=200
+	@echo "== their loss, accuracy and tokens/s curves: $(WORKDIR)/curves.png"
+	$(BIN)/python -m experiments.plot_run $(WORKDIR) $(WORKDIR)-finetune --output $(WORKDIR)/curves.png
 	@echo "== chat with it: 16 sampled candidates, unsafe ones dropped, ranked by 3 P(sensible) + P(specific) + P(interesting)"
 	printf '%s\n' 'hi! how are you doing today?' /candidates 'what do you like to do on weekends?' \
 	  /quit | $(RUN) --config configs/tiny.py --mode chat --config.decode.from_run=$(WORKDIR)-finetune

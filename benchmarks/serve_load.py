@@ -7,7 +7,10 @@ does not depend on what the weights learnt), with an 8,000-piece tokenizer
 trained on Python's documentation (and the vocabulary sized to it); 16 candidates x `--new_tokens`, top-k 40. During the
 16-client level a few slow clients trickle their headers in a byte at a time;
 every request must still be answered 200, and the process's resident memory
-is reported before and after.
+is reported before and after. Then a soak (`--soak_rounds`): the batched
+server answers round after round of 4 clients, with the resident memory after
+each round, to tell a leak (steady growth) from pools filling up (growth that
+stops).
 
   JAX_PLATFORMS=cpu python -m benchmarks.serve_load
 """
@@ -34,6 +37,8 @@ from lamda_jax.training import trainer as trainer_lib
 
 _NEW_TOKENS = flags.DEFINE_integer('new_tokens', 32, 'New tokens per candidate.')
 _REQUESTS = flags.DEFINE_integer('requests_per_client', 2, 'Requests each client sends.')
+_SOAK_ROUNDS = flags.DEFINE_integer('soak_rounds', 20, 'Rounds of the soak (0: none).')
+SOAK_CLIENTS = 4
 LEVELS = (1, 4, 16)  # concurrent clients
 BATCHES = (1, 4)  # serve.max_batch: 1 is no batching across requests
 SLOW_CLIENTS = 4
@@ -118,12 +123,7 @@ def main(argv):
   cpu = machine.describe_cpu()
   rows = []
   for max_batch in BATCHES:
-    cfg = config_lib.ServeConfig(port=0, max_batch=max_batch, threads=32, max_connections=64,
-                                 max_queue=64)
-    http, _ = server.create_server(responder.Responder(run.experiment, run).respond, cfg)
-    threading.Thread(target=http.run, daemon=True).start()
-    url = f'http://127.0.0.1:{http.effective_port}'
-    _post(url)  # compiles this batch shape
+    http, url = _serve(run, max_batch)
     memory_before = _resident_mb()
     for clients in LEVELS:
       row = load(url, http.effective_port, clients, _REQUESTS.value,
@@ -141,6 +141,32 @@ def main(argv):
     print(f'| {r["max_batch"]} | {r["clients"]} | {r["slow_clients"]} | {r["requests"]} | '
           f'{r["errors"]} | {r["requests_per_second"]:.2f} | {r["p50_s"]:.2f} | '
           f'{r["p99_s"]:.2f} | {r["resident_mb_before"]} / {r["resident_mb_after"]} |')
+  if _SOAK_ROUNDS.value:
+    soak(run, _SOAK_ROUNDS.value, cpu)
+
+
+def _serve(run: runs.Run, max_batch: int):
+  """A started server over `run` and its URL, its batch shape compiled."""
+  cfg = config_lib.ServeConfig(port=0, max_batch=max_batch, threads=32, max_connections=64,
+                               max_queue=64)
+  http, _ = server.create_server(responder.Responder(run.experiment, run).respond, cfg)
+  threading.Thread(target=http.run, daemon=True).start()
+  url = f'http://127.0.0.1:{http.effective_port}'
+  _post(url)
+  return http, url
+
+
+def soak(run: runs.Run, rounds: int, cpu: dict):
+  """Resident MB after each round of SOAK_CLIENTS clients on the batched server."""
+  http, url = _serve(run, max(BATCHES))
+  memory, errors, requests = [round(_resident_mb())], 0, 0
+  for _ in range(rounds):
+    row = load(url, http.effective_port, SOAK_CLIENTS, _REQUESTS.value, 0)
+    errors, requests = errors + row['errors'], requests + row['requests']
+    memory.append(round(_resident_mb()))
+  http.close()
+  print(json.dumps({'soak_rounds': rounds, 'requests': requests, 'errors': errors,
+                    'resident_mb': memory, 'cpu': cpu}), flush=True)
 
 
 if __name__ == '__main__':
