@@ -34,7 +34,7 @@ from experiments import outputs, sweep
 from lamda_jax import config as config_lib
 from lamda_jax import console
 from lamda_jax.model import stats
-from lamda_jax.training import plotting  # chooses matplotlib's file-only backend
+from lamda_jax.training import distributed, plotting  # plotting: a file-only matplotlib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -172,6 +172,7 @@ def main(argv):
   del argv
   console.setup(_WORKDIR.value, verbose=False)
   experiment = config_lib.load(_CONFIG.value)
+  distributed.initialize(experiment.distributed)  # every host of a pod slice runs this command
   results = run(experiment, _WORKDIR.value, _SIZES.value, _BUDGETS.value)
   print(json.dumps({name: results[name] for name in ('L(N)', 'L(C)')}))
 
