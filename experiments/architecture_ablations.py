@@ -22,9 +22,7 @@ from ml_collections import config_flags
 
 from experiments import outputs, sweep
 from lamda_jax import config as config_lib
-from lamda_jax import console
 from lamda_jax.model import stats
-from lamda_jax.training import distributed
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -85,9 +83,7 @@ def markdown(results: dict, steps: int) -> str:
 
 def main(argv):
   del argv
-  console.setup(_WORKDIR.value, verbose=False)
-  experiment = config_lib.load(_CONFIG.value)
-  distributed.initialize(experiment.distributed)  # every host of a pod slice runs this command
+  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(run(experiment, _WORKDIR.value, _ONLY.value)))
 
 

@@ -24,7 +24,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from experiments import outputs
-from lamda_jax import attributes, console
+from lamda_jax import attributes
 from lamda_jax import config as config_lib
 from lamda_jax.finetune import tasks
 from lamda_jax.serving import evaluation, runs, scoring
@@ -92,8 +92,7 @@ def markdown(results: dict) -> str:
 
 def main(argv):
   del argv
-  console.setup(_WORKDIR.value, verbose=False)
-  experiment = config_lib.load(_CONFIG.value)
+  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(run(experiment, _WORKDIR.value, _SCORED.value)))
 
 

@@ -1,10 +1,23 @@
-"""What every experiment leaves in its workdir: the exact config it ran with,
-then its results as JSON (for tools) and Markdown (for people)."""
+"""How every experiment command starts, and what it leaves in its workdir: the
+exact config it ran with, then its results as JSON (for tools) and Markdown
+(for people)."""
 
 import json
 import os
 
 from lamda_jax import config as config_lib
+from lamda_jax import console
+from lamda_jax.training import distributed
+
+
+def start(config, workdir: str) -> config_lib.ExperimentConfig:
+  """The validated experiment of a command's --config: a quiet console logging
+  to the workdir, and jax.distributed started from config.distributed, so the
+  command runs on every host of a pod slice as `lamda_jax.main` does."""
+  console.setup(workdir, verbose=False)
+  experiment = config_lib.load(config)
+  distributed.initialize(experiment.distributed)
+  return experiment
 
 
 def write_config(workdir: str, experiment: config_lib.ExperimentConfig):

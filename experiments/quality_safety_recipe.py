@@ -30,7 +30,6 @@ from ml_collections import config_flags
 
 from experiments import outputs
 from lamda_jax import config as config_lib
-from lamda_jax import console
 from lamda_jax.finetune import tasks
 from lamda_jax.serving import evaluation, filtering, generate, runs
 from lamda_jax.serving import responder as responder_lib
@@ -136,8 +135,7 @@ def markdown(result: dict) -> str:
 
 def main(argv):
   del argv
-  console.setup(_WORKDIR.value, verbose=False)
-  experiment = config_lib.load(_CONFIG.value)
+  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(run(experiment, _WORKDIR.value, _CONTEXTS.value, _HELD_OUT.value)['systems']))
 
 

@@ -32,9 +32,8 @@ import numpy as np
 
 from experiments import outputs, sweep
 from lamda_jax import config as config_lib
-from lamda_jax import console
 from lamda_jax.model import stats
-from lamda_jax.training import distributed, plotting  # plotting: a file-only matplotlib
+from lamda_jax.training import plotting  # plotting: a file-only matplotlib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -170,9 +169,7 @@ def _finish(figure, axis, xlabel: str, path: str):
 
 def main(argv):
   del argv
-  console.setup(_WORKDIR.value, verbose=False)
-  experiment = config_lib.load(_CONFIG.value)
-  distributed.initialize(experiment.distributed)  # every host of a pod slice runs this command
+  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
   results = run(experiment, _WORKDIR.value, _SIZES.value, _BUDGETS.value)
   print(json.dumps({name: results[name] for name in ('L(N)', 'L(C)')}))
 
