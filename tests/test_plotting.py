@@ -21,8 +21,11 @@ def test_the_lines_are_the_runs_records(tmp_path):
       {'step': 2, 'eval/loss': 6.5, 'eval/accuracy': 0.1}])
   second = _run(tmp_path / 'finetune', [
       {'step': 1, 'loss': 5.0, 'generator/accuracy': 0.2, 'SENSIBLE/accuracy': 0.5}])
+  third = _run(tmp_path / 'evaluated', [  # held-out accuracy, when there is one, replaces it
+      {'step': 1, 'loss': 4.0, 'generator/accuracy': 0.3},
+      {'step': 1, 'eval/loss': 4.5, 'eval/generator/accuracy': 0.25}])
   output = tmp_path / 'out' / 'curves.png'
-  figure = plotting.plot_runs([first, second], str(output))
+  figure = plotting.plot_runs([first, second, third], str(output))
   assert output.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   lines = {(axis.get_title(), line.get_label()): (list(line.get_xdata()), list(line.get_ydata()))
            for axis in figure.axes for line in axis.lines}
@@ -34,6 +37,9 @@ def test_the_lines_are_the_runs_records(tmp_path):
       ('loss', 'finetune: loss'): ([1], [5.0]),
       ('accuracy', 'finetune: generator/accuracy'): ([1], [0.2]),
       ('accuracy', 'finetune: SENSIBLE/accuracy'): ([1], [0.5]),
+      ('loss', 'evaluated: loss'): ([1], [4.0]),
+      ('loss', 'evaluated: eval/loss'): ([1], [4.5]),
+      ('accuracy', 'evaluated: eval/generator/accuracy'): ([1], [0.25]),
   }
 
 

@@ -42,6 +42,10 @@ def curves(records: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
       steps, values = found[panel].setdefault(name, ([], []))
       steps.append(record['step'])
       values.append(value)
+  held_out = {name: series for name, series in found['accuracy'].items()
+              if name.startswith('eval/')}
+  if held_out:  # one training batch's accuracy per task is mostly noise beside it
+    found['accuracy'] = held_out
   return found
 
 
