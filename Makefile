@@ -9,7 +9,7 @@ GROUNDED_QUESTIONS ?= 60
 # The demo is the CPU embedded default; without this JAX probes for a TPU first.
 RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
 
-.PHONY: demo chat chat-research data lint test test-fast bench plan lock venv clean
+.PHONY: demo chat chat-research data lint test test-slow bench plan lock venv clean
 
 venv: $(INSTALLED)
 
@@ -99,11 +99,14 @@ lint: $(INSTALLED)
 # Two pytest workers (pytest-xdist): on two cores, one test's compiling and
 # Python overlap the other's XLA kernels (measured in the commit that added it).
 TEST_WORKERS ?= 2
+# Every test not marked slow: under 20 minutes on 2 cores.
 test: lint data
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
-
-test-fast: lint data
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m 'not slow'
+
+# The tests marked slow (training to a goal, whole pipelines, notebooks, crashes
+# and resumes in subprocesses); CI (.ci/run) runs them after `make test`.
+test-slow: lint data
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m slow
 
 # The benchmark's peer (PyTorch + transformers) lives in its own environment.
 BENCH_VENV := .venv-bench

@@ -16,17 +16,13 @@ their own experiment, experiments/discriminator_readouts.py.
 import dataclasses
 import json
 
-from absl import app, flags
+from absl import flags
 import jax.numpy as jnp
-from ml_collections import config_flags
 
 from experiments import outputs, sweep
 from lamda_jax import config as config_lib
 from lamda_jax.model import stats
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/ablations', 'Where every variant writes.')
 _ONLY = flags.DEFINE_list('only', [], 'Run only these variants (default: all).')
 
 
@@ -83,10 +79,9 @@ def markdown(results: dict, steps: int) -> str:
 
 def main(argv):
   del argv
-  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps(run(experiment, _WORKDIR.value, _ONLY.value)))
+  experiment, workdir = outputs.start()
+  print(json.dumps(run(experiment, workdir, _ONLY.value)))
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('config')
-  app.run(main)
+  outputs.main(main, 'runs/ablations')

@@ -19,8 +19,7 @@ import json
 import os
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 import numpy as np
 
 from experiments import outputs
@@ -30,9 +29,6 @@ from lamda_jax.finetune import tasks
 from lamda_jax.serving import evaluation, runs, scoring
 from lamda_jax.training import loop
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/readouts', 'Where every stage writes.')
 _SCORED = flags.DEFINE_integer('scored', 256, 'Held-out responses timed through scoring.')
 
 
@@ -92,10 +88,9 @@ def markdown(results: dict) -> str:
 
 def main(argv):
   del argv
-  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps(run(experiment, _WORKDIR.value, _SCORED.value)))
+  experiment, workdir = outputs.start()
+  print(json.dumps(run(experiment, workdir, _SCORED.value)))
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('config')
-  app.run(main)
+  outputs.main(main, 'runs/readouts')

@@ -5,19 +5,38 @@ exact config it ran with, then its results as JSON (for tools) and Markdown
 import json
 import os
 
+from absl import app, flags
+from ml_collections import config_flags
+
 from lamda_jax import config as config_lib
 from lamda_jax import console
 from lamda_jax.training import distributed
 
+# Every experiment's two flags, defined once: absl refuses a flag defined twice.
+CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file; any field can be overridden, e.g. '
+    '--config.train.steps=100.', lock_config=True)
+WORKDIR = flags.DEFINE_string('workdir', None, 'Where the experiment writes; each stage or '
+                              'variant in a folder of its own.')
 
-def start(config, workdir: str) -> config_lib.ExperimentConfig:
-  """The validated experiment of a command's --config: a quiet console logging
-  to the workdir, and jax.distributed started from config.distributed, so the
-  command runs on every host of a pod slice as `lamda_jax.main` does."""
+
+def main(command, default_workdir: str):
+  """Runs `command(argv)` as an absl app: --config required, --workdir
+  `default_workdir` unless given."""
+  flags.FLAGS.set_default('workdir', default_workdir)
+  flags.mark_flag_as_required('config')
+  app.run(command)
+
+
+def start() -> tuple[config_lib.ExperimentConfig, str]:
+  """(the validated experiment of --config, --workdir), with a quiet console
+  logging to the workdir and jax.distributed started from config.distributed,
+  so the command runs on every host of a pod slice as `lamda_jax.main` does."""
+  workdir = WORKDIR.value
   console.setup(workdir, verbose=False)
-  experiment = config_lib.load(config)
+  experiment = config_lib.load(CONFIG.value)
   distributed.initialize(experiment.distributed)
-  return experiment
+  return experiment, workdir
 
 
 def write_config(workdir: str, experiment: config_lib.ExperimentConfig):

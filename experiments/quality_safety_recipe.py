@@ -25,8 +25,7 @@ import dataclasses
 import json
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from experiments import outputs
 from lamda_jax import config as config_lib
@@ -35,9 +34,6 @@ from lamda_jax.serving import evaluation, filtering, generate, runs
 from lamda_jax.serving import responder as responder_lib
 from lamda_jax.training import loop
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/recipe', 'Where every stage writes.')
 _CONTEXTS = flags.DEFINE_integer('contexts', 64, 'Training contexts to generate candidates for.')
 _HELD_OUT = flags.DEFINE_integer('held_out', 32, 'Held-out contexts the systems answer.')
 
@@ -135,10 +131,9 @@ def markdown(result: dict) -> str:
 
 def main(argv):
   del argv
-  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps(run(experiment, _WORKDIR.value, _CONTEXTS.value, _HELD_OUT.value)['systems']))
+  experiment, workdir = outputs.start()
+  print(json.dumps(run(experiment, workdir, _CONTEXTS.value, _HELD_OUT.value)['systems']))
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('config')
-  app.run(main)
+  outputs.main(main, 'runs/recipe')

@@ -25,9 +25,8 @@ import json
 import math
 import os
 
-from absl import app, flags
+from absl import flags
 import matplotlib.pyplot as plt
-from ml_collections import config_flags
 import numpy as np
 
 from experiments import outputs, sweep
@@ -35,9 +34,6 @@ from lamda_jax import config as config_lib
 from lamda_jax.model import stats
 from lamda_jax.training import plotting  # plotting: a file-only matplotlib
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/scaling', 'Where every size trains.')
 _SIZES = flags.DEFINE_list('sizes', ['2x32', '2x64', '3x96', '4x128', '6x192'],
                            'Model sizes as layers x d_model.')
 _BUDGETS = flags.DEFINE_list('budgets', ['100', '200', '400'],
@@ -169,11 +165,10 @@ def _finish(figure, axis, xlabel: str, path: str):
 
 def main(argv):
   del argv
-  experiment = outputs.start(_CONFIG.value, _WORKDIR.value)
-  results = run(experiment, _WORKDIR.value, _SIZES.value, _BUDGETS.value)
+  experiment, workdir = outputs.start()
+  results = run(experiment, workdir, _SIZES.value, _BUDGETS.value)
   print(json.dumps({name: results[name] for name in ('L(N)', 'L(C)')}))
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('config')
-  app.run(main)
+  outputs.main(main, 'runs/scaling')

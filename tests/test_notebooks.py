@@ -122,3 +122,23 @@ def test_finetune_and_rank_measures_calibrates_and_filters(tmp_path, monkeypatch
   candidates, kept = ({name: int(row[index]) for name, row in filtered.items()} for index in (1, 2))
   assert set(candidates.values()) == {2 * 3}  # 2 contexts x 3 candidates, scored each time
   assert kept['keep everything'] == 6 >= kept['config defaults'] >= kept['strict']
+
+
+@pytest.mark.slow
+def test_grounded_research_runs_the_toolset_the_loop_and_the_metrics(tmp_path, monkeypatch):
+  monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
+  monkeypatch.setenv('XLA_FLAGS', '')
+  labels = tmp_path / 'labels.jsonl'
+  labels.write_text(''.join(json.dumps({
+      'conversation': f'c{i % 20}', 'context': [{'speaker': 'A', 'text': f'question {i}'}],
+      'response': {'speaker': 'B', 'text': 'an answer'}, 'labels': {'SENSIBLE': i % 2}}) + '\n'
+      for i in range(60)))
+  notebook = execute(os.path.join(NOTEBOOKS, 'grounded_research.ipynb'), {
+      'PRETRAIN_STEPS': 2, 'RESEARCH_STEPS': 2, 'WORKDIR': str(tmp_path / 'run'),
+      'SOURCES': ('python_docs',), 'LABELS': (str(labels),), 'RESEARCH_PER_KIND': 20,
+      'QUESTIONS': 3})
+  text, _ = outputs_of(notebook)
+  assert '| 135 plus 7721 | calculator | 7856 |' in text  # the toolset on its own
+  assert 'LAMDA-RESEARCH:' in text and 'reply:' in text  # a transcript in the paper's format
+  systems = [row.split(' | ')[1] for row in text.splitlines() if row.startswith('| all (3)')]
+  assert systems == ['base', 'research']
