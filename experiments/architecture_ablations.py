@@ -14,7 +14,6 @@ their own experiment, experiments/discriminator_readouts.py.
 """
 
 import dataclasses
-import json
 
 from absl import flags
 import jax.numpy as jnp
@@ -77,11 +76,6 @@ def markdown(results: dict, steps: int) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def main(argv):
-  del argv
-  experiment, workdir = outputs.start()
-  print(json.dumps(run(experiment, workdir, _ONLY.value)))
-
-
 if __name__ == '__main__':
-  outputs.main(main, 'runs/ablations')
+  outputs.main(lambda experiment, workdir: run(experiment, workdir, _ONLY.value),
+               'runs/ablations')

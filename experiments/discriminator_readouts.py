@@ -15,7 +15,6 @@
 `config.json`.
 """
 
-import json
 import os
 import time
 
@@ -86,11 +85,6 @@ def markdown(results: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def main(argv):
-  del argv
-  experiment, workdir = outputs.start()
-  print(json.dumps(run(experiment, workdir, _SCORED.value)))
-
-
 if __name__ == '__main__':
-  outputs.main(main, 'runs/readouts')
+  outputs.main(lambda experiment, workdir: run(experiment, workdir, _SCORED.value),
+               'runs/readouts')

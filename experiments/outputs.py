@@ -21,11 +21,17 @@ WORKDIR = flags.DEFINE_string('workdir', None, 'Where the experiment writes; eac
 
 
 def main(command, default_workdir: str):
-  """Runs `command(argv)` as an absl app: --config required, --workdir
-  `default_workdir` unless given."""
+  """Runs an experiment command as an absl app: `command(experiment, workdir)`
+  on --config (required) and --workdir (`default_workdir` unless given), its
+  result printed as one JSON line."""
+  def run(argv):
+    del argv
+    experiment, workdir = start()
+    print(json.dumps(command(experiment, workdir)))
+
   flags.FLAGS.set_default('workdir', default_workdir)
   flags.mark_flag_as_required('config')
-  app.run(command)
+  app.run(run)
 
 
 def start() -> tuple[config_lib.ExperimentConfig, str]:

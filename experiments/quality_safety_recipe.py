@@ -129,11 +129,6 @@ def markdown(result: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def main(argv):
-  del argv
-  experiment, workdir = outputs.start()
-  print(json.dumps(run(experiment, workdir, _CONTEXTS.value, _HELD_OUT.value)['systems']))
-
-
 if __name__ == '__main__':
-  outputs.main(main, 'runs/recipe')
+  outputs.main(lambda experiment, workdir: run(experiment, workdir, _CONTEXTS.value,
+                                               _HELD_OUT.value)['systems'], 'runs/recipe')

@@ -163,12 +163,11 @@ def _finish(figure, axis, xlabel: str, path: str):
   plt.close(figure)
 
 
-def main(argv):
-  del argv
-  experiment, workdir = outputs.start()
+def fits(experiment: config_lib.ExperimentConfig, workdir: str) -> dict:
+  """The command's printed result: the two fits."""
   results = run(experiment, workdir, _SIZES.value, _BUDGETS.value)
-  print(json.dumps({name: results[name] for name in ('L(N)', 'L(C)')}))
+  return {name: results[name] for name in ('L(N)', 'L(C)')}
 
 
 if __name__ == '__main__':
-  outputs.main(main, 'runs/scaling')
+  outputs.main(fits, 'runs/scaling')
