@@ -1,6 +1,7 @@
 """The notebooks run top to bottom in a real Jupyter kernel (nbclient), from
 notebooks/, with small budgets injected after their `parameters` cell as
-papermill does; a cell error fails the test. Committed notebooks carry no outputs."""
+papermill does; a cell error fails the test. Committed notebooks carry no outputs.
+Not marked slow: `make test` runs them (about 3 minutes of the suite)."""
 
 import glob
 import importlib.util
@@ -76,7 +77,6 @@ def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
           '(jupyter nbconvert --clear-output --inplace)')
 
 
-@pytest.mark.slow
 def test_quickstart_trains_plots_and_ranks(tmp_path, monkeypatch):
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
   monkeypatch.setenv('XLA_FLAGS', '')  # one CPU device, as on a laptop
@@ -95,7 +95,6 @@ def test_quickstart_trains_plots_and_ranks(tmp_path, monkeypatch):
       '| 1', '| 2', '| 3', '| 4']  # every candidate, ranked
 
 
-@pytest.mark.slow
 def test_finetune_and_rank_measures_calibrates_and_filters(tmp_path, monkeypatch):
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
   monkeypatch.setenv('XLA_FLAGS', '')
@@ -124,7 +123,6 @@ def test_finetune_and_rank_measures_calibrates_and_filters(tmp_path, monkeypatch
   assert kept['keep everything'] == 6 >= kept['config defaults'] >= kept['strict']
 
 
-@pytest.mark.slow
 def test_grounded_research_runs_the_toolset_the_loop_and_the_metrics(tmp_path, monkeypatch):
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
   monkeypatch.setenv('XLA_FLAGS', '')
