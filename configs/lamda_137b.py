@@ -27,7 +27,9 @@ def get_config():
       model=ModelConfig(num_layers=64, d_model=8192, num_heads=128, head_dim=128, d_ff=65536,
                         remat_policy='full'),
       mesh=MeshConfig(data=1, fsdp=-1, tensor=16),
-      data=DataConfig(sources=infiniset_sources('/data/infiniset')),
+      # Each host opens only its stream's shards: one sequence per stream, and
+      # 1024 chips are 256 TPU v3 hosts, two to a stream.
+      data=DataConfig(sources=infiniset_sources('/data/infiniset'), streams=128),
       # Table 27's steps at 256K tokens per batch (TrainConfig's 128 x 2048);
       # the warm-up is T5's, our reading.
       train=TrainConfig(steps=3_000_000, warmup_steps=10_000),

@@ -357,6 +357,13 @@ class DataConfig:
   # shard indexes in memory (about 14 bytes a row).
   window_shards: int = 16
   read_ahead: int = 4  # batches read ahead
+  # The global batch is this many equal parts, each drawn from a fixed slice of
+  # every source's shards (lamda_jax/data/sampler.py): with a host count that
+  # divides it, each host opens only its slice, and the batches are the same
+  # on any number of hosts. A multiple of the largest host count the run will
+  # see; it divides train.batch_size.
+  streams: int = 1
+  records_per_shard: int = 4096  # records tokenized and packed into one shard of rows
 
   def __post_init__(self):
     sources = self.sources.items() if hasattr(self.sources, 'items') else self.sources
@@ -381,6 +388,8 @@ class DataConfig:
     _check_int('data.read_threads', self.read_threads)
     _check_int('data.read_ahead', self.read_ahead)
     _check_int('data.window_shards', self.window_shards)
+    _check_int('data.streams', self.streams)
+    _check_int('data.records_per_shard', self.records_per_shard)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -753,6 +762,9 @@ class ExperimentConfig:
       for mesh_axis in (mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,)):
         if mesh_axis is not None:
           _check_choice(field, mesh_axis, MESH_AXES)
+    if self.train.batch_size % self.data.streams:
+      _fail('data.streams', f'{self.data.streams} does not divide train.batch_size '
+                            f'{self.train.batch_size}')
     unruled = [axis for axis in LOGICAL_AXES if axis not in {rule[0] for rule in rules}]
     if unruled:  # flax would replicate them silently
       _fail('logical_axis_rules', f'no rule for {", ".join(unruled)}; add one, e.g. '

@@ -218,19 +218,19 @@ def test_packed_rows_on_disk_replay_rows_and_reports(tmp_path):
   assert len(os.listdir(tmp_path / 'packed')) == 2  # another seq_len, another folder
 
 
-def _sharded(tmp_path, monkeypatch):
+def _sharded(tmp_path):
   """A dialogs source cut into shards of 3 records, and its jobs."""
   tmp_path.mkdir(exist_ok=True)
-  monkeypatch.setattr(pipeline, 'RECORDS_PER_SHARD', 3)
   more = [_dialog(i, f'question {i} ' * (i % 5 + 1), f'answer {i}') for i in range(2, 13)]
   experiment, sources, tokenizer, _ = _dialog_pipeline(tmp_path, dialogs=more, seq_len=32)
   tokenizer_path = pipeline.tokenizer_path(experiment, str(tmp_path))
-  jobs = pipeline.shard_jobs(sources['talk'], 'train', tokenizer_path, 32, str(tmp_path))
+  jobs = pipeline.shard_jobs(sources['talk'], 'train', tokenizer_path, 32, str(tmp_path),
+                             records_per_shard=3)
   return experiment, sources['talk'], tokenizer, jobs
 
 
-def test_shards_hold_every_example_in_order(tmp_path, monkeypatch):
-  experiment, source, tokenizer, jobs = _sharded(tmp_path, monkeypatch)
+def test_shards_hold_every_example_in_order(tmp_path):
+  experiment, source, tokenizer, jobs = _sharded(tmp_path)
   assert len(jobs) == 5  # 13 records, 3 per shard
   pipeline.write_shards(jobs)
   rows = _all_rows(packed.PackedRows([job.stem for job in jobs], 32))
@@ -242,8 +242,8 @@ def test_shards_hold_every_example_in_order(tmp_path, monkeypatch):
   assert unpacked == every
 
 
-def test_a_split_index_replaces_reading_every_shards_metadata(tmp_path, monkeypatch):
-  _, _, _, jobs = _sharded(tmp_path, monkeypatch)
+def test_a_split_index_replaces_reading_every_shards_metadata(tmp_path):
+  _, _, _, jobs = _sharded(tmp_path)
   pipeline.write_shards(jobs)
   stems = [job.stem for job in jobs]
   by_shard = packed.PackedRows(stems, 32)
@@ -263,10 +263,10 @@ def test_a_split_index_replaces_reading_every_shards_metadata(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_beam_direct_runner_writes_the_same_shards(tmp_path, monkeypatch):
-  _, _, _, jobs = _sharded(tmp_path / 'here', monkeypatch)
+def test_beam_direct_runner_writes_the_same_shards(tmp_path):
+  _, _, _, jobs = _sharded(tmp_path / 'here')
   pipeline.write_shards(jobs)
-  _, _, _, beam_jobs = _sharded(tmp_path / 'beam', monkeypatch)
+  _, _, _, beam_jobs = _sharded(tmp_path / 'beam')
   pipeline.write_shards(beam_jobs, 'DirectRunner', ('--direct_num_workers=2',
                                                      '--direct_running_mode=multi_processing'))
   for here, there in zip(jobs, beam_jobs):

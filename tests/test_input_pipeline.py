@@ -239,6 +239,62 @@ def test_a_window_reads_only_its_shards(tmp_path):
   assert len(rows._readers) <= 4  # pylint: disable=protected-access  # the bound on open shards
 
 
+def test_hosts_reading_whole_streams_open_only_their_shards(tmp_path):
+  """4 streams over 2 hosts: each host opens only its streams' shards of the big
+  source, the small one (too few shards to split) is read by both, and
+  together they read exactly the single host's batches."""
+  big, small = [5, 9, 4, 7, 6, 3, 8, 5], [6]
+  def sources(host):
+    return {'big': _sharded_rows(tmp_path / f'{host}-big', big),
+            'small': _sharded_rows(tmp_path / f'{host}-small', small)}
+  weights = {'big': 0.75, 'small': 0.25}
+  whole = MixtureSampler(sources('whole'), weights, 8, seed=3, window_shards=2, streams=4)
+  hosts = [MixtureSampler(sources(i), weights, 8, seed=3, window_shards=2, streams=4,
+                          process_index=i, process_count=2) for i in range(2)]
+  assert [list(h.local_streams()) for h in hosts] == [[0, 1], [2, 3]]
+  assert [h.local_shards()['big'] for h in hosts] == [[0, 1, 4, 5], [2, 3, 6, 7]]
+  for step in range(30):  # several epochs of every stream
+    np.testing.assert_array_equal(
+        np.concatenate([h.batch(step)['targets'] for h in hosts]),
+        whole.batch(step)['targets'])
+  for host in hosts:
+    assert host.sources['big'].opened == set(host.local_shards()['big'])
+    assert host.sources['small'].opened == {0}
+  assert whole.sources['big'].opened == set(range(8))
+
+
+def test_each_stream_draws_its_shards_once_per_epoch_in_exact_proportion(tmp_path):
+  sizes = [4, 6, 5, 3, 7, 2]
+  shard_of = np.repeat(np.arange(6), sizes)
+  sources = {'a': _sharded_rows(tmp_path / 'a', sizes),
+             'b': _sharded_rows(tmp_path / 'b', [50], seq_len=4)}
+  sampler = MixtureSampler(sources, {'a': 0.5, 'b': 0.5}, 6, seed=0, streams=3)
+  per_stream = {stream: [] for stream in range(3)}
+  for step in range(2 * 1024 // 2):  # two cycles of every stream (2 rows per step each)
+    for position in range(6):
+      per_stream[position // 2].append(sampler.draw(step * 6 + position))
+  for stream, draws in per_stream.items():
+    owned = [r for r in range(sum(sizes)) if shard_of[r] % 3 == stream]
+    rows = [row for name, row in draws if name == 'a']
+    assert len(rows) == 1024  # half of each 1,024-row cycle, exactly
+    first_epoch = rows[:len(owned)]
+    assert sorted(first_epoch) == owned  # only its own shards, each row once
+    second = rows[len(owned):2 * len(owned)]
+    assert sorted(second) == owned and second != first_epoch
+
+
+def test_streams_that_do_not_divide_the_batch_are_an_error(tmp_path):
+  with pytest.raises(ValueError, match='global batch 6 does not split into 4 streams'):
+    MixtureSampler({'a': _rows(tmp_path)}, {'a': 1}, 6, 0, streams=4)
+
+
+def test_fingerprint_names_the_streams(tmp_path):
+  rows = _rows(tmp_path)
+  one, two = (MixtureSampler({'a': rows}, {'a': 1}, 4, 0, streams=s) for s in (1, 2))
+  assert one.fingerprint != two.fingerprint
+  assert two.state(5)['streams'] == 2
+
+
 def test_rows_outside_the_source_are_an_error(tmp_path):
   with pytest.raises(IndexError, match=r'rows 0\.\.5 outside 0\.\.4'):
     _sharded_rows(tmp_path, [2, 3]).take([0, 5])

@@ -6,6 +6,7 @@ compares the per-step losses it logs with an uninterrupted run.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -67,6 +68,15 @@ def _wait_for_step(process, workdir, step, timeout=300):
 def _losses_partial(path):
   with open(path, encoding='utf-8') as f:
     return [line for line in f if '"loss"' in line and line.endswith('\n')]
+
+
+def _spans(text: str) -> set[int]:
+  """'0,2,4-6' -> {0, 2, 4, 5, 6}."""
+  numbers = set()
+  for span in text.split(','):
+    first, _, last = span.partition('-')
+    numbers.update(range(int(first), int(last or first) + 1))
+  return numbers
 
 
 def _checkpoint_steps(workdir):
@@ -140,8 +150,11 @@ def test_restore_onto_a_different_mesh(tmp_path, uninterrupted):
 
 
 def test_two_processes_with_jax_distributed_match_one(tmp_path):
+  """Two hosts, each reading one of two streams: each opens only its half of the
+  shards, and the losses equal one process's on the same two streams."""
+  streams = ['--config.data.streams=2', '--config.data.records_per_shard=32']
   single = tmp_path / 'single'
-  _train(single, 8, devices=2)
+  _train(single, 8, *streams, devices=2)
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
@@ -149,7 +162,8 @@ def test_two_processes_with_jax_distributed_match_one(tmp_path):
   distributed = ['--config.distributed.enabled=True', '--config.distributed.num_processes=2',
                  f'--config.distributed.coordinator_address=127.0.0.1:{port}']
   processes = [subprocess.Popen(  # pylint: disable=consider-using-with
-      _command(multi, 8, *distributed, f'--config.distributed.process_id={i}'), cwd=ROOT,
+      _command(multi, 8, *streams, *distributed, f'--config.distributed.process_id={i}'),
+      cwd=ROOT,
       env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
   outputs = [p.communicate(timeout=600) for p in processes]
   for process, (_, stderr) in zip(processes, outputs):
@@ -157,6 +171,11 @@ def test_two_processes_with_jax_distributed_match_one(tmp_path):
   assert 'Mesh {\'data\': 2, \'fsdp\': 1, \'tensor\': 1}; 2 devices on 2 hosts.' in outputs[0][1]
   assert '"mode": "train"' in outputs[0][0]
   assert '"mode": "train"' not in outputs[1][0]  # only process 0 reports
+  read = [re.search(r"Process (\d) reads streams (\d)\.\.(\d) of 2: shards "
+                    r"\{'python_docs': '([-,\d]+)'\}", stderr) for _, stderr in outputs]
+  assert [m.group(1, 2, 3) for m in read] == [('0', '0', '0'), ('1', '1', '1')]
+  shards = [_spans(m.group(4)) for m in read]
+  assert shards[0] and shards[1] and not shards[0] & shards[1]  # disjoint halves
   got, want = _losses(multi), _losses(single)
   assert sorted(got) == list(range(1, 9))
   for step in want:

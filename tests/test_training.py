@@ -217,6 +217,10 @@ def test_non_finite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
   resumed = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=6))
   summary = loop.run(resumed, str(tmp_path), pipeline.Datasets(sampler, sampler, 1.0))
   assert summary['start_step'] == 4 and math.isfinite(summary['loss'])
+  # The same rows split into two streams make other batches: not a resume.
+  streamed = MixtureSampler(sampler.sources, {'lm': 1.0}, sampler.global_batch, 0, streams=2)
+  with pytest.raises(ValueError, match='written with data.streams=1, this run has 2'):
+    loop.run(resumed, str(tmp_path), pipeline.Datasets(streamed, streamed, 1.0))
 
 
 def test_training_lowers_the_loss(tmp_path):

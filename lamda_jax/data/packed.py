@@ -116,6 +116,7 @@ class PackedRows:
     self.identity = digest.hexdigest()[:16]  # names the content, from the shards' checksums
     self._offsets = np.concatenate([[0], np.cumsum(self.shard_rows)]).astype(np.int64)
     self._readers = collections.OrderedDict()  # shard -> reader, least recently used first
+    self.opened = set()  # every shard this reader has opened: what a host read
     self._lock = threading.Lock()  # Grain's threads read batches at once
 
   def __len__(self) -> int:
@@ -131,6 +132,7 @@ class PackedRows:
       else:
         self._readers[shard] = grain.sources.ArrayRecordDataSource(
             [self.stems[shard] + '.array_record'])
+        self.opened.add(shard)
         if len(self._readers) > self.open_shards:
           self._readers.popitem(last=False)
       return self._readers[shard]

@@ -174,9 +174,6 @@ def tokenizer_report(experiment: ExperimentConfig, workdir: str, records_per_sou
   }
 
 
-RECORDS_PER_SHARD = 4096  # records tokenized and packed together into one shard of rows
-
-
 def examples(source: builders.Source, split: str, tokenizer, seq_len: int, bad,
              start: int = 0, stop: int | None = None):
   """Tokenized examples of records [start, stop) of a split, cut into pieces
@@ -222,19 +219,20 @@ class ShardJob:
 
 
 def shard_jobs(source: builders.Source, split: str, tokenizer_path: str, seq_len: int,
-               workdir: str) -> list[ShardJob]:
+               workdir: str, records_per_shard: int) -> list[ShardJob]:
   """The shards of a split's packed rows, in order, under a folder named by the
-  prepared data, the split, seq_len and the tokenizer model: a changed
-  tokenizer or seq_len packs anew, a restart reads what is there."""
+  prepared data, the split, seq_len, the shard size and the tokenizer model: a
+  changed tokenizer or seq_len packs anew, a restart reads what is there."""
   with open(tokenizer_path, 'rb') as f:
     model = f.read()
-  key = hashlib.sha256(f'{source.identity}:{split}:{seq_len}:'.encode() + model).hexdigest()[:16]
+  key = hashlib.sha256(f'{source.identity}:{split}:{seq_len}:{records_per_shard}:'.encode() +
+                       model).hexdigest()[:16]
   folder = os.path.join(workdir, 'packed', f'{source.name}-{split}-{key}')
   records = source.size(split)
-  shards = -(-records // RECORDS_PER_SHARD)
-  return [ShardJob(source, split, start, min(start + RECORDS_PER_SHARD, records),
+  shards = -(-records // records_per_shard)
+  return [ShardJob(source, split, start, min(start + records_per_shard, records),
                    os.path.join(folder, f'{index:05d}-of-{shards:05d}'), tokenizer_path, seq_len)
-          for index, start in enumerate(range(0, records, RECORDS_PER_SHARD))]
+          for index, start in enumerate(range(0, records, records_per_shard))]
 
 
 def write_shards(jobs: list[ShardJob], beam_runner: str = '', beam_options=()):
@@ -263,7 +261,7 @@ def packed_split(experiment: ExperimentConfig, source: builders.Source, split: s
                  tokenizer_path: str, workdir: str) -> packed.PackedRows:
   """One split's packed rows on disk, written first if they are not there yet."""
   seq_len, data = experiment.train.seq_len, experiment.data
-  jobs = shard_jobs(source, split, tokenizer_path, seq_len, workdir)
+  jobs = shard_jobs(source, split, tokenizer_path, seq_len, workdir, data.records_per_shard)
   stems = [job.stem for job in jobs]
   index = os.path.join(os.path.dirname(stems[0]), 'index.json') if stems else ''
   if any(not packed.is_written(stem) for stem in stems):
@@ -271,7 +269,11 @@ def packed_split(experiment: ExperimentConfig, source: builders.Source, split: s
       write_shards(jobs, data.beam_runner, data.beam_options)
   if stems and not os.path.exists(index) and jax.process_index() == 0:
     packed.write_index(index, stems)  # the other hosts read the shards' files meanwhile
-  rows = packed.PackedRows(stems, seq_len, open_shards=2 * data.window_shards + 2, index=index)
+  # Each of this host's streams reads one window of shards at a time (two
+  # while it crosses from one to the next).
+  local_streams = max(1, data.streams // jax.process_count())
+  rows = packed.PackedRows(stems, seq_len, index=index,
+                           open_shards=local_streams * (2 * data.window_shards + 2))
   for reason, origins in rows.bad_records().items():
     for origin in origins:
       source.bad_records.add(origin, reason)
@@ -293,13 +295,34 @@ def build(experiment: ExperimentConfig, workdir: str) -> Datasets:
     if not len(split_rows):
       logging.warning('Data source %s has no held-out rows; it is left out of evaluation.', name)
       del rows['validation'][name]
-  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count(),
-               window_shards=experiment.data.window_shards)
-  return Datasets(
+  hosts = host_slice(experiment)
+  datasets = Datasets(
       train=MixtureSampler(rows['train'], weights, batch, experiment.train.seed, **hosts),
       eval=MixtureSampler(rows['validation'], weights, batch, experiment.train.seed + 1, **hosts),
       packing_efficiency=efficiency(rows['train'].values()),
       bad_records={name: source.bad_records.counts() for name, source in sources.items()})
+  streams = datasets.train.local_streams()
+  logging.info('Process %d reads streams %d..%d of %d: shards %s of the training sources.',
+               jax.process_index(), streams.start, streams.stop - 1, datasets.train.streams,
+               {name: _spans(shards) for name, shards in datasets.train.local_shards().items()})
+  return datasets
+
+
+def host_slice(experiment: ExperimentConfig) -> dict:
+  """The sampler arguments that say which part of each batch this host reads."""
+  return dict(process_index=jax.process_index(), process_count=jax.process_count(),
+              window_shards=experiment.data.window_shards, streams=experiment.data.streams)
+
+
+def _spans(numbers: list[int]) -> str:
+  """[0, 2, 4, 5, 6] -> '0,2,4-6' (a host's shards, short enough to log)."""
+  spans = []
+  for number in numbers:
+    if spans and number == spans[-1][1] + 1:
+      spans[-1][1] = number
+    else:
+      spans.append([number, number])
+  return ','.join(str(a) if a == b else f'{a}-{b}' for a, b in spans)
 
 
 def efficiency(sources) -> float:

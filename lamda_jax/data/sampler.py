@@ -2,18 +2,27 @@
 
 The batch at step s is a pure function of (seed, s), as in Levanter and Grain:
 resuming needs only the step, so a restarted run sees exactly the batches it
-would have seen. Global row g of the stream comes from the source that a
-seeded, per-cycle shuffle of a fixed pattern assigns to it; each cycle of
-`CYCLE` rows holds every source in proportion to its weight (largest
-remainder), so the mixture is exact, not just right on average. Within a
-source, rows are drawn without replacement in a fresh seeded order each epoch:
-the source's shards in a shuffled order, and the rows of each window of a few
-consecutive shards shuffled among themselves, one index at a time by Grain's
-index shuffle (a bijection; small domains use a cached permutation). No permutation of rows is ever held, and only a
-window's shards need be open (a shard's reader holds an index of its rows),
-so memory follows the window, not the corpus. Each host takes only its slice
-of every global batch and reads only those rows; `prefetched` reads them
-ahead on Grain's threads.
+would have seen.
+
+The global batch is `streams` equal parts, one per stream, and a stream owns
+a fixed slice of every source's shards (shard i belongs to stream
+i % streams; a source with too few shards to give every stream rows is read
+whole by each). Each host takes a contiguous slice of the global batch: when
+the host count divides `streams`, that is whole streams, so a host opens only
+its streams' shards, and the batches, hence the losses, do not depend on how
+many hosts read them (`data.streams` is part of the run, not of the machine).
+
+Within a stream, row r comes from the source that a seeded, per-cycle shuffle
+of a fixed pattern assigns to it; each cycle of `CYCLE` rows holds every
+source in proportion to its weight (largest remainder), so the mixture is
+exact, not just right on average. Within a source, rows are drawn without
+replacement in a fresh seeded order each epoch: the stream's shards in a
+shuffled order, and the rows of each window of a few consecutive shards
+shuffled among themselves, one index at a time by Grain's index shuffle (a
+bijection; small domains use a cached permutation). No permutation of rows is
+ever held, and only a window's shards need be open (a shard's reader holds an
+index of its rows), so memory follows the window, not the corpus.
+`prefetched` reads batches ahead on Grain's threads.
 """
 
 import collections
@@ -54,74 +63,109 @@ def _cycle_counts(weights: dict[str, float]) -> dict[str, int]:
   return counts
 
 
+def stream_shards(shard_rows, streams: int) -> list[np.ndarray]:
+  """The shards of a source each stream reads: every streams-th shard, or all
+  of them for every stream when some stream would get no rows that way."""
+  shard_rows = np.asarray(shard_rows)
+  owned = [np.arange(stream, len(shard_rows), streams) for stream in range(streams)]
+  if all(shard_rows[shards].sum() for shards in owned):
+    return owned
+  return [np.arange(len(shard_rows))] * streams
+
+
 class MixtureSampler:
 
   def __init__(self, sources: dict, weights: dict[str, float], global_batch: int, seed: int,
-               process_index: int = 0, process_count: int = 1, window_shards: int = 16):
+               process_index: int = 0, process_count: int = 1, window_shards: int = 16,
+               streams: int = 1):
     """sources: name -> packed.PackedRows; weights: name -> weight; window_shards:
-    how many shards of a source are read from at a time (see _shuffled)."""
+    how many shards of a source are read from at a time (see _shuffled);
+    streams: how many parts the global batch and every source's shards are
+    split into (see the module's docstring)."""
     empty = [name for name, rows in sources.items() if not len(rows)]
     if empty:
       raise ValueError(f'data source {empty[0]!r} has no rows to sample')
     if global_batch % process_count:
       raise ValueError(f'global batch {global_batch} does not split over {process_count} hosts')
+    if global_batch % streams:
+      raise ValueError(f'global batch {global_batch} does not split into {streams} streams')
     self.sources, self.names = sources, sorted(sources)
     self.counts = _cycle_counts({name: weights[name] for name in self.names})
     self.global_batch, self.seed, self.window_shards = global_batch, seed, window_shards
+    self.streams, self.stream_batch = streams, global_batch // streams
     self.local_batch = global_batch // process_count
     self.local_offset = process_index * self.local_batch
+    self._shards = [stream_shards(sources[name].shard_rows, streams) for name in self.names]
     self._base_pattern = np.repeat(np.arange(len(self.names)),
                                    [self.counts[name] for name in self.names])
 
-  @functools.lru_cache(maxsize=4)  # noqa: B019 -- a sampler lives as long as its run
-  def _pattern(self, cycle: int) -> np.ndarray:
-    return np.random.default_rng([self.seed, 0, cycle]).permutation(self._base_pattern)
+  @functools.lru_cache(maxsize=16)  # noqa: B019 -- a sampler lives as long as its run
+  def _pattern(self, stream: int, cycle: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, 0, stream, cycle]).permutation(self._base_pattern)
 
-  @functools.lru_cache(maxsize=256)  # noqa: B019 -- a sampler lives as long as its run
+  @functools.lru_cache(maxsize=1024)  # noqa: B019 -- a sampler lives as long as its run
   def _seed(self, *key: int) -> int:
     return int(np.random.SeedSequence([self.seed, *key]).generate_state(1)[0])
 
-  @functools.lru_cache(maxsize=None)  # noqa: B019 -- one entry per source
-  def _rows(self, source: int) -> int:
-    return len(self.sources[self.names[source]])
+  @functools.lru_cache(maxsize=256)  # noqa: B019 -- a sampler lives as long as its run
+  def _stream_rows(self, source: int, stream: int) -> int:
+    return int(np.asarray(self.sources[self.names[source]].shard_rows)[
+        self._shards[source][stream]].sum())
 
-  @functools.lru_cache(maxsize=8)  # noqa: B019 -- a sampler lives as long as its run
-  def _epoch_layout(self, source: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(shards in this epoch's order, the first row of each in that order, then the total)."""
-    sizes = np.asarray(self.sources[self.names[source]].shard_rows)
-    seed = self._seed(1, source, epoch)
-    order = np.asarray([bijection(i, len(sizes), seed) for i in range(len(sizes))], np.int64)
-    return order, np.concatenate([[0], np.cumsum(sizes[order])])
+  @functools.lru_cache(maxsize=256)  # noqa: B019 -- a sampler lives as long as its run
+  def _epoch_layout(self, source: int, stream: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the stream's shards of a source in this epoch's order, the first row of
+    each in that order, then the total)."""
+    shards = self._shards[source][stream]
+    seed = self._seed(1, source, stream, epoch)
+    order = shards[[bijection(i, len(shards), seed) for i in range(len(shards))]]
+    sizes = np.asarray(self.sources[self.names[source]].shard_rows)[order]
+    return order, np.concatenate([[0], np.cumsum(sizes)])
 
-  def _shuffled(self, source: int, epoch: int, draw: int) -> int:
-    """The row at `draw` of this epoch's order of a source: the shards in a
-    fresh order, and the rows of each window of `window_shards` consecutive
-    shards in a fresh order among themselves. A bijection, so each row comes
-    once per epoch; only a window's shards are read at a time."""
-    order, starts = self._epoch_layout(source, epoch)
+  def _shuffled(self, source: int, stream: int, epoch: int, draw: int) -> int:
+    """The row at `draw` of this epoch's order of a stream's part of a source:
+    its shards in a fresh order, and the rows of each window of
+    `window_shards` consecutive shards in a fresh order among themselves. A
+    bijection, so each row comes once per epoch; only a window's shards are
+    read at a time."""
+    order, starts = self._epoch_layout(source, stream, epoch)
     window = int(np.searchsorted(starts, draw, 'right') - 1) // self.window_shards
     low = starts[window * self.window_shards]
     high = starts[min((window + 1) * self.window_shards, len(order))]
     position = low + bijection(int(draw - low), int(high - low),
-                               self._seed(2, source, epoch, window))
+                               self._seed(2, source, stream, epoch, window))
     shard = int(np.searchsorted(starts, position, 'right') - 1)
     return self.sources[self.names[source]].first_row(int(order[shard])) + int(
         position - starts[shard])
 
   def draw(self, global_row: int) -> tuple[str, int]:
-    """(source name, row index in that source) of one row of the stream."""
-    cycle, position = divmod(global_row, CYCLE)
-    pattern = self._pattern(cycle)
+    """(source name, row index in that source) of one row of the global stream:
+    row `global_row % global_batch` of step `global_row // global_batch`."""
+    step, position = divmod(global_row, self.global_batch)
+    stream, within = divmod(position, self.stream_batch)
+    cycle, position = divmod(step * self.stream_batch + within, CYCLE)
+    pattern = self._pattern(stream, cycle)
     source = int(pattern[position])
     # Draws of this source before this row: whole cycles, then this cycle so far.
     draw = cycle * self.counts[self.names[source]] + int((pattern[:position] == source).sum())
-    epoch, within = divmod(draw, self._rows(source))
-    return self.names[source], self._shuffled(source, epoch, within)
+    epoch, row = divmod(draw, self._stream_rows(source, stream))
+    return self.names[source], self._shuffled(source, stream, epoch, row)
 
   def draws(self, step: int) -> list[tuple[str, int]]:
     """This host's rows at `step`."""
     first = step * self.global_batch + self.local_offset
     return [self.draw(row) for row in range(first, first + self.local_batch)]
+
+  def local_streams(self) -> range:
+    """The streams this host reads rows of."""
+    last = self.local_offset + self.local_batch - 1
+    return range(self.local_offset // self.stream_batch, last // self.stream_batch + 1)
+
+  def local_shards(self) -> dict[str, list[int]]:
+    """Source -> the shards this host's streams may read (all this host ever opens)."""
+    return {name: sorted({int(shard) for stream in self.local_streams()
+                          for shard in self._shards[source][stream]})
+            for source, name in enumerate(self.names)}
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     """This host's rows at `step`, field -> [local batch, seq_len]; each source
@@ -140,9 +184,10 @@ class MixtureSampler:
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    """Identifies the data and the mixture, so a resume onto different data is
-    caught; from the sources' identities, never by reading their rows."""
-    digest = hashlib.sha256()
+    """Identifies the data, the mixture and the streams, so a resume onto
+    different data is caught; from the sources' identities, never by reading
+    their rows."""
+    digest = hashlib.sha256(f'streams:{self.streams}'.encode())
     for name in self.names:
       digest.update(f'{name}:{self.counts[name]}:{self.sources[name].identity}'.encode())
     return digest.hexdigest()[:16]
@@ -150,7 +195,7 @@ class MixtureSampler:
   def state(self, next_step: int) -> dict:
     """What a checkpoint records of the input position."""
     return {'next_step': next_step, 'seed': self.seed, 'global_batch': self.global_batch,
-            'fingerprint': self.fingerprint}
+            'streams': self.streams, 'fingerprint': self.fingerprint}
 
 
 def prefetched(sampler: MixtureSampler, start: int, stop: int, threads: int = 2,

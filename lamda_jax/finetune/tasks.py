@@ -14,7 +14,6 @@ import hashlib
 import os
 
 from absl import logging
-import jax
 import numpy as np
 
 from lamda_jax import attributes
@@ -171,7 +170,7 @@ def build(experiment: ExperimentConfig, workdir: str) -> pipeline.Datasets:
         f'config.finetune: no task has training rows and a weight above 0: {rated} rated '
         f'responses in the training split of labels {list(cfg.labels)} (bad lines are logged '
         f'above and in bad_records.json); rows skipped here: {bad.counts() or "none"}')
-  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  hosts = pipeline.host_slice(experiment)
   eval_rows = {task: r for task, r in rows['validation'].items() if task in weights}
   if set(eval_rows) != set(weights):
     logging.warning('Held-out fine-tuning data lacks tasks %s; they are not evaluated.',

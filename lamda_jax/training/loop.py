@@ -39,6 +39,10 @@ def _preemption_requested(step: int) -> bool:
 
 
 def _check_resumed_data(data_state: dict, sampler, step: int):
+  if data_state.get('streams', 1) != sampler.streams:
+    raise ValueError(f'The checkpoint at step {step} was written with data.streams='
+                     f'{data_state.get("streams", 1)}, this run has {sampler.streams}; the '
+                     'batches are made per stream, so resuming would not replay them.')
   if data_state['fingerprint'] != sampler.fingerprint:
     raise ValueError(f'The checkpoint at step {step} was written with different training data '
                      f'(fingerprint {data_state["fingerprint"]}, now {sampler.fingerprint}); '
