@@ -10,6 +10,7 @@ names the field before anything is traced or compiled.
 import dataclasses
 import functools
 import math
+import re
 from typing import Any
 
 import jax
@@ -762,6 +763,14 @@ class ExperimentConfig:
       for mesh_axis in (mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,)):
         if mesh_axis is not None:
           _check_choice(field, mesh_axis, MESH_AXES)
+    for field in PATH_FIELDS:
+      section, name = field.split('.')
+      value = getattr(getattr(self, section), name)
+      for path in (value,) if isinstance(value, str) else value:
+        check_local_path(f'config.{field}', path)
+    for name, source in self.data.sources:
+      for path in source.paths:
+        check_local_path(f'config.data.sources.{name}.paths', path)
     if self.train.batch_size % self.data.streams:
       _fail('data.streams', f'{self.data.streams} does not divide train.batch_size '
                             f'{self.train.batch_size}')
@@ -783,6 +792,27 @@ class ExperimentConfig:
     config['data']['sources'] = {name: dataclasses.asdict(source)
                                  for name, source in self.data.sources}
     return ml_collections.ConfigDict(config)
+
+
+# Config fields that name files or folders (the workdir flag is one more).
+# They are opened with Python's `open`, on every host: a bucket is read and
+# written through a mount (Cloud Storage FUSE), never by URL.
+PATH_FIELDS = ('data.tfds_dir', 'data.tokenizer', 'finetune.labels', 'finetune.generator_data',
+               'finetune.init_from', 'finetune.research', 'filter.candidates', 'filter.from_run',
+               'eval.from_run', 'eval.judge_run', 'eval.labels', 'eval.ratings',
+               'decode.from_run', 'decode.contexts', 'toolset.dictionary_dir',
+               'toolset.collections', 'toolset.index_dir', 'research.questions')
+
+
+def check_local_path(field: str, path: str):
+  """A URL where a file system path belongs is an error that says what to do
+  (`field` as the user wrote it: `config.data.tfds_dir`, `--workdir`)."""
+  scheme = re.match(r'([a-z][a-z0-9+.-]*)://', path)
+  if scheme:
+    bucket = path[len(scheme.group(0)):].split('/')[0]
+    raise ConfigError(f'{field}: {path!r} is a {scheme.group(1)}:// URL; paths are opened as '
+                      f'files on every host, so mount the bucket (for Cloud Storage: gcsfuse '
+                      f'{bucket} /gcs/{bucket}) and give the path under the mount')
 
 
 def _section(cls, prefix: str, values: Any):

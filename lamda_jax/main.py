@@ -159,6 +159,11 @@ _MODE = flags.DEFINE_enum('mode', 'describe', list(MODES), 'What to run.')
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    config_lib.check_local_path('--workdir', _WORKDIR.value)
+  except config_lib.ConfigError as error:
+    print(f'Invalid flag: {error}', file=sys.stderr)
+    sys.exit(2)
   console.setup(_WORKDIR.value, _VERBOSE.value)
   try:
     experiment = config_lib.load(_CONFIG.value)

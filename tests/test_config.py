@@ -3,6 +3,7 @@
 import glob
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -206,6 +207,30 @@ def test_cli_chat_from_an_empty_workdir_names_it_and_writes_nothing(tmp_path):
   assert result.returncode == 2
   assert f'config.decode.from_run: no tokenizer at {tmp_path}/tokenizer.model' in result.stderr
   assert not list(tmp_path.iterdir())  # reading a run never trains a tokenizer into it
+
+
+@pytest.mark.parametrize('section,field,value', [
+    ('data', 'tfds_dir', 'gs://lab/tfds'),
+    ('finetune', 'labels', ('ratings/a.jsonl', 's3://lab/labels/*.jsonl')),
+    ('decode', 'from_run', 'gs://lab/runs/demo'),
+])
+def test_a_bucket_url_for_a_path_says_to_mount_it(section, field, value):
+  url = value if isinstance(value, str) else value[1]
+  bucket = url.split('://')[1].split('/')[0]
+  with pytest.raises(config_lib.ConfigError,
+                     match=f'config.{section}.{field}: {re.escape(repr(url))} is a .*; .* mount the bucket '
+                           f'.*gcsfuse {bucket} /gcs/{bucket}'):
+    config_lib.load(_tiny_with(section, field, value))
+
+
+def test_a_bucket_url_for_a_source_or_the_workdir_is_refused_before_anything_is_written(tmp_path):
+  config = tiny.get_config()
+  config.data.sources.chitchat.paths = ('gs://lab/dialogs/*.jsonl',)
+  with pytest.raises(config_lib.ConfigError, match='config.data.sources.chitchat.paths:'):
+    config_lib.load(config)
+  result = _cli('--config', 'configs/tiny.py', '--workdir', 'gs://lab/runs/a', '--mode', 'train')
+  assert result.returncode == 2 and "--workdir: 'gs://lab/runs/a' is a gs:// URL" in result.stderr
+  assert not os.path.exists(os.path.join(ROOT, 'gs:'))  # no local folder named like the URL
 
 
 def test_cli_rejects_an_unknown_field():
