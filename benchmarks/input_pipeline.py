@@ -132,7 +132,7 @@ def main(argv):
     source = built.train.sources['chitchat']
     jobs = pipeline.shard_jobs(pipeline.open_sources(experiment, workdir)['chitchat'], 'train',
                                pipeline.tokenizer_path(experiment, workdir), seq_len,
-                               os.path.join(workdir, 'beam'))
+                               os.path.join(workdir, 'beam'), experiment.data.records_per_shard)
     cores = os.cpu_count() or 1
     start = time.perf_counter()
     pipeline.write_shards(jobs, 'DirectRunner', (f'--direct_num_workers={cores}',
