@@ -11,8 +11,11 @@ import argparse
 import json
 import time
 
+import machine  # benchmarks/machine.py: this script runs as a file, from beside it
 import torch
 import transformers
+
+CPU = machine.describe_cpu()  # the peer's lines name their CPU too
 
 
 def gemm_peak(dtype, size=2048, repeats=10):
@@ -90,7 +93,7 @@ def main():
   if args.task == 'generate':
     for precision in ('float32', 'bfloat16'):
       print(json.dumps({
-          'system': f'hf_llama_torch_{torch.__version__}', 'config': args.name,
+          'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'config': args.name,
           'task': 'generate', 'precision': precision,
           'new_tokens_per_second': generate_throughput(args, precision == 'bfloat16'),
           'torch_threads': torch.get_num_threads()}), flush=True)
@@ -98,7 +101,7 @@ def main():
   peaks = {'float32': gemm_peak(torch.float32), 'bfloat16': gemm_peak(torch.bfloat16)}
   for precision in ('float32', 'bfloat16'):
     print(json.dumps({
-        'system': f'hf_llama_torch_{torch.__version__}', 'config': args.name,
+        'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'config': args.name,
         'precision': precision + (' (autocast)' if precision == 'bfloat16' else ''),
         'tokens_per_second': train_throughput(args, precision == 'bfloat16'),
         'gemm_peak_flops': peaks[precision], 'torch_threads': torch.get_num_threads()}),

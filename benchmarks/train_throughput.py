@@ -2,7 +2,8 @@
 
 For each config (tiny, bench): tokens/s of the real sharded train step
 (`trainer.set_up`'s update, AdamW, global-norm clipping), and MFU against this
-machine's matmul peak measured in the same run. The peer, HuggingFace
+machine's matmul peak measured in the same run, and against its arithmetic
+limit (`machine.arithmetic_limit`: what the vector units can do at all). The peer, HuggingFace
 LlamaForCausalLM on PyTorch (same dimensions, AdamW), runs in its own
 environment given by --peer_python. One JSON line per measurement.
 
@@ -61,8 +62,12 @@ def jax_throughput(experiment, steps: int) -> float:
 def main(argv):
   del argv
   peaks = {dtype: metrics.measure_peak_flops(dtype) for dtype in ('float32', 'bfloat16')}
+  limit = machine.arithmetic_limit()
+  # What the vector units can do at all; None where unmeasured or, with AMX, not a bound.
+  bounds = {'float32': limit.get('f32_flops'),
+            'bfloat16': limit.get('bf16_flops') if limit.get('bf16_is_bound') else None}
   print(json.dumps({'system': f'jax_{jax.__version__}', 'cpu': CPU, 'gemm_peak_flops': peaks,
-                    'devices': jax.device_count()}), flush=True)
+                    'arithmetic_limit': limit, 'devices': jax.device_count()}), flush=True)
   for module in (tiny, bench):
     experiment = config_lib.load(module.get_config())
     experiment = dataclasses.replace(experiment, train=dataclasses.replace(
@@ -76,7 +81,9 @@ def main(argv):
           'system': 'lamda_jax', 'cpu': CPU, 'config': experiment.name, 'precision': precision,
           'tokens_per_second': tokens_per_second, 'flops_per_token': flops,
           'mfu_vs_measured_peak': flops * tokens_per_second / (peaks[precision] *
-                                                               jax.device_count())}), flush=True)
+                                                               jax.device_count()),
+          'mfu_vs_arithmetic_limit': (flops * tokens_per_second / bounds[precision]
+                                      if bounds[precision] else None)}), flush=True)
     if _PEER_PYTHON.value:
       subprocess.run([
           _PEER_PYTHON.value, 'benchmarks/peer_llama.py', f'--name={experiment.name}',
