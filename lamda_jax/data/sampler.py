@@ -96,31 +96,41 @@ class MixtureSampler:
     self.local_batch = global_batch // process_count
     self.local_offset = process_index * self.local_batch
     self._shards = [stream_shards(sources[name].shard_rows, streams) for name in self.names]
+    self._stream_rows = [[int(np.asarray(sources[name].shard_rows)[shards].sum())
+                          for shards in self._shards[source]]
+                         for source, name in enumerate(self.names)]
     self._base_pattern = np.repeat(np.arange(len(self.names)),
                                    [self.counts[name] for name in self.names])
+    self._patterns, self._layouts = {}, {}  # per stream (and source): the current cycle / epoch
 
-  @functools.lru_cache(maxsize=16)  # noqa: B019 -- a sampler lives as long as its run
+  @staticmethod
+  def _current(cache: dict, key, version: int, make):
+    """make() for `key` at `version`, holding one version per key: a stream
+    moves forward through its cycles and epochs, so memory follows the
+    streams, not the run's length (going back, as eval does, only recomputes)."""
+    held = cache.get(key)
+    if held is None or held[0] != version:
+      held = cache[key] = (version, make())
+    return held[1]
+
   def _pattern(self, stream: int, cycle: int) -> np.ndarray:
-    return np.random.default_rng([self.seed, 0, stream, cycle]).permutation(self._base_pattern)
+    return self._current(self._patterns, stream, cycle, lambda: np.random.default_rng(
+        [self.seed, 0, stream, cycle]).permutation(self._base_pattern))
 
   @functools.lru_cache(maxsize=1024)  # noqa: B019 -- a sampler lives as long as its run
   def _seed(self, *key: int) -> int:
     return int(np.random.SeedSequence([self.seed, *key]).generate_state(1)[0])
 
-  @functools.lru_cache(maxsize=256)  # noqa: B019 -- a sampler lives as long as its run
-  def _stream_rows(self, source: int, stream: int) -> int:
-    return int(np.asarray(self.sources[self.names[source]].shard_rows)[
-        self._shards[source][stream]].sum())
-
-  @functools.lru_cache(maxsize=256)  # noqa: B019 -- a sampler lives as long as its run
   def _epoch_layout(self, source: int, stream: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """(the stream's shards of a source in this epoch's order, the first row of
     each in that order, then the total)."""
-    shards = self._shards[source][stream]
-    seed = self._seed(1, source, stream, epoch)
-    order = shards[[bijection(i, len(shards), seed) for i in range(len(shards))]]
-    sizes = np.asarray(self.sources[self.names[source]].shard_rows)[order]
-    return order, np.concatenate([[0], np.cumsum(sizes)])
+    def make():
+      shards = self._shards[source][stream]
+      seed = self._seed(1, source, stream, epoch)
+      order = shards[[bijection(i, len(shards), seed) for i in range(len(shards))]]
+      sizes = np.asarray(self.sources[self.names[source]].shard_rows)[order]
+      return order, np.concatenate([[0], np.cumsum(sizes)])
+    return self._current(self._layouts, (source, stream), epoch, make)
 
   def _shuffled(self, source: int, stream: int, epoch: int, draw: int) -> int:
     """The row at `draw` of this epoch's order of a stream's part of a source:
@@ -148,7 +158,7 @@ class MixtureSampler:
     source = int(pattern[position])
     # Draws of this source before this row: whole cycles, then this cycle so far.
     draw = cycle * self.counts[self.names[source]] + int((pattern[:position] == source).sum())
-    epoch, row = divmod(draw, self._stream_rows(source, stream))
+    epoch, row = divmod(draw, self._stream_rows[source][stream])
     return self.names[source], self._shuffled(source, stream, epoch, row)
 
   def draws(self, step: int) -> list[tuple[str, int]]:
