@@ -54,7 +54,8 @@ static double rate(double seconds, int bf16) {
     float sink = 0;
     long rounds = 0;
     double start = omp_get_wtime(), now = start;
-    // Twelve named accumulators, so they stay in registers at any -O level.
+    // Twelve named accumulators, so they stay in registers at -O2 (an array of
+    // them was kept in memory, and ran far below the limit).
     vec c0 = SET1(0), c1 = SET1(1e-3f), c2 = SET1(2e-3f), c3 = SET1(3e-3f), c4 = SET1(4e-3f),
         c5 = SET1(5e-3f), c6 = SET1(6e-3f), c7 = SET1(7e-3f), c8 = SET1(8e-3f),
         c9 = SET1(9e-3f), c10 = SET1(1e-2f), c11 = SET1(1.1e-2f);
