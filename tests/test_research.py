@@ -187,8 +187,17 @@ def test_embedded_research_is_made_once_and_replaces_its_name(tmp_path):
 
 def test_drafts_are_guesses_or_any_chitchat_turn_and_never_change_the_research(tools):
   made = [research_data.arithmetic(random.Random(seed), tools, drafts=['nice weather today'])
-          for seed in range(40)]
-  drafts = {item.transcript[1].text for item in made}
+          for seed in range(300)]
+  drafts = [item.transcript[1].text for item in made]
   assert 'nice weather today' in drafts and any(d.startswith('I think it is') for d in drafts)
-  for item in made:
+  holding_the_operands = 0
+  for item, draft in zip(made, drafts):
     assert _research_lines(item) == [('TS', item.fact), ('User', f'{item.answer}.')]
+    if draft == 'nice weather today':
+      continue
+    # A draft's claim is always wrong, and no expression in it is the question's,
+    # so the research lines can copy nothing from it (stage two's garbled drafts).
+    assert re.findall(r'-?\d+', draft)[-1] != item.answer, draft
+    assert item.fact not in re.findall(r'\d+(?:[-+*/]\d+)+', draft), draft
+    holding_the_operands += set(re.findall(r'\d+', item.fact)) <= set(re.findall(r'\d+', draft))
+  assert holding_the_operands > 30  # the question's own numbers, beside a wrong result

@@ -48,11 +48,12 @@ class ResearchDialog:
             'transcript': [dataclasses.asdict(turn) for turn in self.transcript]}
 
 
-def _draft(rng: random.Random, guess: str, drafts) -> str:
-  """LaMDA-Base's draft: an ungrounded guess, or (half the time, when given)
-  any chitchat turn, as a base model's reply can be anything; the research
-  lines must follow from the question either way."""
-  return rng.choice(drafts) if drafts and rng.random() < 0.5 else guess
+def _draft(rng: random.Random, guesses, drafts) -> str:
+  """LaMDA-Base's draft: one of the ungrounded `guesses` or, as often as each
+  of them (when given), any chitchat turn, as a base model's reply can be
+  anything; the research lines must follow from the question either way."""
+  pick = rng.randrange(len(guesses) + bool(drafts))
+  return guesses[pick] if pick < len(guesses) else rng.choice(drafts)
 
 
 def _dialog(kind, fact, answer, question, draft, steps, reply) -> ResearchDialog:
@@ -65,17 +66,42 @@ def _dialog(kind, fact, answer, question, draft, steps, reply) -> ResearchDialog
   return ResearchDialog(kind, fact, answer, tuple(turns))
 
 
+def _misspelt(rng: random.Random, number: int) -> str:
+  """`number` with one digit doubled, dropped or changed: never `number` itself."""
+  digits, at = str(number), rng.randrange(len(str(number)))
+  kind = rng.choice(('double', 'drop', 'change') if len(digits) > 1 else ('double', 'change'))
+  if kind == 'double':
+    return digits[:at + 1] + digits[at:]
+  if kind == 'drop':
+    return (digits[:at] + digits[at + 1:]).lstrip('0') or '1' + digits
+  return digits[:at] + rng.choice([d for d in '123456789' if d != digits[at]]) + digits[at + 1:]
+
+
+def _arithmetic_guesses(rng: random.Random, a: int, symbol: str, word: str, b: int,
+                        value: str) -> tuple[str, str]:
+  """Two wrong drafts of an arithmetic answer: a guess at the result, and the
+  question's numbers garbled beside a wrong result, as a stage-two model drafts
+  them (docs/grounding.md: "2634*821 *821."). With them, neither a number nor
+  an expression copied from a draft is ever right: only the question's are."""
+  result = round(float(value))
+  wrong = result + rng.choice((-1, 1)) * rng.randint(1, abs(result) // 3 + 9)
+  garbled = rng.choice((f'{a}{symbol}{b}{symbol}{b} is {wrong}.',
+                        f'{_misspelt(rng, a)} {word} {b} is {wrong}.',
+                        f'{a} {word} {_misspelt(rng, b)} is {wrong}.',
+                        f'{a} {word} {b} is {wrong}.'))
+  return f'I think it is about {wrong}.', garbled
+
+
 def arithmetic(rng: random.Random, tools: toolset.Toolset, drafts=()) -> ResearchDialog:
   symbol, words = rng.choice(_OPERATIONS)
   a, b = rng.randrange(2, 10_000), rng.randrange(2, 1_000)
   if symbol == '/':
     a = a * b  # whole answers, as people ask
-  expression = f'{a}{symbol}{b}'
-  question = rng.choice(_ARITHMETIC).format(f'{a} {rng.choice(words)} {b}')
+  expression, word = f'{a}{symbol}{b}', rng.choice(words)
+  question = rng.choice(_ARITHMETIC).format(f'{a} {word} {b}')
   results = tools.query(expression, toolset.Conversation())
   value = results[0]  # the calculator's answer comes first
-  draft = _draft(rng, f'I think it is about {round(float(value) * rng.uniform(0.7, 1.3))}.',
-                 drafts)
+  draft = _draft(rng, _arithmetic_guesses(rng, a, symbol, word, b, value), drafts)
   return _dialog('arithmetic', expression, value, question, draft, [(expression, results)],
                  f'{value}.')
 
@@ -94,7 +120,7 @@ def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippe
         # The definition after `words: `, up to its first clause: what a reply says.
         fact = re.split(r'; |\. ', text.split(': ', 1)[-1])[0].rstrip('.')
         return _dialog('lookup', snippet.url, fact, rng.choice(_LOOKUP).format(snippet.title),
-                       _draft(rng, f'I am not sure what {snippet.title} is.', drafts), steps,
+                       _draft(rng, (f'I am not sure what {snippet.title} is.',), drafts), steps,
                        f'{snippet.title}: {fact}')
   return None
 
@@ -109,7 +135,7 @@ def translation(rng: random.Random, tools: toolset.Toolset, word: str, language:
   first = found[0].split(', ')[0]
   return _dialog('translation', f'{word}:{language}', first,
                  rng.choice(_TRANSLATION).format(word, language.capitalize()),
-                 _draft(rng, f'I do not know the {language.capitalize()} for {word}.', drafts),
+                 _draft(rng, (f'I do not know the {language.capitalize()} for {word}.',), drafts),
                  [(query, results)], f'{word} in {language.capitalize()} is {first}.')
 
 
