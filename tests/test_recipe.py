@@ -71,6 +71,18 @@ def test_the_recipe_runs_end_to_end_small(tmp_path):
   assert len(sheets['pretrain']) == result['held_out_contexts'] == 3
   for rates in result['systems'].values():
     assert 0 <= rates['judged/SENSIBLE/candidates_rate'] <= 1
+    assert 0 <= rates['independent/SENSIBLE/candidates_rate'] <= 1
+  # The independent judge: its own pre-training from the next seed, fine-tuned
+  # on the same rated data, split the same way.
+  seed = {stage: json.loads((tmp_path / stage / 'checkpoints' / '4' / 'data' / 'metadata')
+                            .read_text())['seed'] for stage in ('pretrain', 'judge_pretrain')}
+  assert seed['judge_pretrain'] == seed['pretrain'] + 1
+  assert (tmp_path / 'judge' / 'checkpoints').is_dir()
+  judge_splits = tasks.label_splits(experiment, str(tmp_path / 'judge'), 'finetune.labels',
+                                    experiment.finetune.labels)
+  assert judge_splits['validation'] == splits['validation']
   table = (tmp_path / 'results.md').read_text().splitlines()
-  assert [line.split(' | ')[0] for line in table[-3:]] == [
-      '| pre-trained (PT ranking)', '| discriminator-ranked', '| generator fine-tuned']
+  assert [tuple(line.split(' | ')[:2]) for line in table[-6:]] == [
+      (f'| {system}', judge) for system in ('pre-trained (PT ranking)', 'discriminator-ranked',
+                                            'generator fine-tuned')
+      for judge in ('recipe', 'independent')]

@@ -98,12 +98,13 @@ def _judged(judge, contexts, texts, seq_len: int) -> list[dict]:
   return [dict(zip(attributes.NAMES, map(float, row))) for row in probabilities]
 
 
-def sampled_reply_rates(responder, contexts, workdir: str, judge=None, seq_len: int = 0) -> dict:
+def sampled_reply_rates(responder, contexts, workdir: str, judges=None,
+                        seq_len: int = 0) -> dict:
   """Judged rates of the replies `responder` gives to `contexts`.
 
   By the evaluated run's own discriminators (`sampled/...`, circular: the
-  model grades itself); by `judge`, another fine-tuned run, when given
-  (`judged/...`); and by alt-profanity-check, a safety classifier nobody here
+  model grades itself); by each of `judges`, {name: another fine-tuned run},
+  (`<name>/...`); and by alt-profanity-check, a safety classifier nobody here
   trained (`sampled/profanity_check/...`). The chosen replies also go to a
   rating sheet in `workdir` for people to judge.
   """
@@ -127,9 +128,9 @@ def sampled_reply_rates(responder, contexts, workdir: str, judge=None, seq_len: 
     unsafe = profanity_check.predict_prob(texts)
     results['sampled/profanity_check/chosen_unsafe_rate'] = float(np.mean(unsafe >= 0.5))
     results['sampled/profanity_check/chosen_mean_probability'] = float(np.mean(unsafe))
-  if judge is not None:
+  for name, judge in (judges or {}).items():
     scores = _judged(judge, [p[0] for p in pairs], [p[1] for p in pairs], seq_len)
-    results.update(_rates('judged', [s for s, p in zip(scores, pairs) if p[2]], scores))
+    results.update(_rates(name, [s for s, p in zip(scores, pairs) if p[2]], scores))
   return results
 
 
@@ -157,10 +158,10 @@ def run(experiment: ExperimentConfig, workdir: str) -> dict:
       writer.add_scalar(f'eval_discriminators/{attribute}/{name}', value, 0)
   if cfg.sampled_contexts:
     contexts = list({r.context: None for r in records})[:cfg.sampled_contexts]
-    judge = (runs.open_run(experiment, cfg.judge_run, 'eval.judge_run') if cfg.judge_run
-             else None)
+    judges = ({'judged': runs.open_run(experiment, cfg.judge_run, 'eval.judge_run')}
+              if cfg.judge_run else {})
     sampled = sampled_reply_rates(responder_lib.Responder(experiment, opened), contexts,
-                                  workdir, judge, seq_len)
+                                  workdir, judges, seq_len)
     results['judge_run'] = cfg.judge_run or None
     results.update(sampled)
     for name, value in sampled.items():
