@@ -25,4 +25,8 @@ def get_config():
   config.name = 'tiny_research_long'
   config.train.update(seq_len=256, batch_size=8, steps=6000, checkpoint_every=500)
   config.finetune.research_weight = 6.0
+  # Room for a whole research line: 10% of the look-up replies in the
+  # training dialogs pass 32 tokens (their 99th percentile is 54), and a reply
+  # cut short misses its answer (`line_cut` in eval_grounded's events).
+  config.research.max_line_tokens = 64
   return config

@@ -53,11 +53,13 @@ def test_cached_lines_equal_full_passes_as_the_prompt_grows_and_changes():
   model, params = test_decoding._model_and_params()  # pylint: disable=protected-access
   sampling = decoding.Sampling(1, 6, 0, 0.0, 1.0)
   lines = continuation.Continuation(_run(model, params), sampling, [STOP], window=40)
-  prompt = [5, 9, 17, 4]
+  prompt, cut = [5, 9, 17, 4], 0
   with _run(model, params).activated():
     for step in range(4):
       written = lines.line(prompt)
       assert written == _greedy_line(model, params, prompt, 6), step
+      cut += STOP not in written
+      assert lines.line_cuts == cut  # six tokens without the stop token: cut there
       # The next prompt: the line as written, or re-rendered with its last
       # token changed (the cache rewinds to where they part), then new tokens.
       line = written if step % 2 else written[:-1] + [(written[-1] + 1) % 61]
@@ -75,6 +77,7 @@ def test_a_prompt_longer_than_the_window_keeps_its_newest_tokens():
     written = lines.line(prompt)
   assert lines.window_cuts == 1
   assert written == _greedy_line(model, params, prompt[-(24 - 1 - 5):], 5)
+  assert lines.line_cuts == (STOP not in written)
 
 
 @pytest.fixture(scope='module')

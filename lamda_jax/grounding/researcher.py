@@ -137,6 +137,7 @@ class Researcher:
                            cfg.max_steps, cfg.max_result_chars)
     events = collections.Counter(found.events)
     events['window_cut'] += line_decoder.window_cuts
+    events['line_cut'] += line_decoder.line_cuts
     self.events.update(events)
     return Grounded(draft, dataclasses.replace(found, events=dict(+events)),
                     line_decoder.tokens_run)

@@ -75,7 +75,8 @@ class Continuation:
 
   `window`: the most tokens a prompt plus its line may span (the trained
   length); a longer prompt keeps its newest tokens and runs them afresh
-  (`window_cuts` counts it). Call inside `run.activated()`.
+  (`window_cuts` counts it). A line that reaches `max_new_tokens` before a
+  stop token is cut there (`line_cuts` counts it). Call inside `run.activated()`.
   """
 
   def __init__(self, run, sampling: decoding.Sampling, stop_ids, window: int, seed: int = 0):
@@ -91,7 +92,7 @@ class Continuation:
     # The window, plus the padding of the largest chunk that can start at its end.
     self.cache = KVCache.empty(run.model.config, 1, window + _chunk_size(window))
     self.held = []  # the tokens the cache holds
-    self.tokens_run = self.window_cuts = self.lines = 0
+    self.tokens_run = self.window_cuts = self.line_cuts = self.lines = 0
 
   def line(self, ids: list[int]) -> list[int]:
     """The tokens the model writes after the prompt `ids`, up to and
@@ -116,6 +117,7 @@ class Continuation:
     tokens, count, self.cache = decode_line(params, self.cache, logits, self.stop_ids, rng,
                                             model=model, sampling=self.sampling)
     written = np.asarray(tokens)[:int(count)].tolist()
+    self.line_cuts += not written or written[-1] not in self.stop_ids
     self.held = prompt + written
     self.tokens_run += len(new) + len(written)
     self.lines += 1
