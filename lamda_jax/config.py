@@ -224,7 +224,7 @@ class MeshConfig:
 
 
 OPTIMIZERS = ('adafactor', 'adamw')
-SCHEDULES = ('cosine', 'rsqrt', 'constant')
+SCHEDULES = ('cosine', 'rsqrt', 'constant', 'wsd')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,9 +242,11 @@ class TrainConfig:
   seed: int = 0
   optimizer: str = 'adafactor'
   learning_rate: float = 1e-2
-  schedule: str = 'rsqrt'  # warmup, then cosine decay, inverse square root, or constant
+  schedule: str = 'rsqrt'  # warmup, then cosine decay, inverse square root, constant, or wsd
   warmup_steps: int = 100
-  final_learning_rate_fraction: float = 0.1  # cosine decays to this fraction of the peak
+  # wsd (warmup-stable-decay): the peak until the last `decay_steps`, then linear decay.
+  decay_steps: int = 0
+  final_learning_rate_fraction: float = 0.1  # cosine and wsd decay to this fraction of the peak
   weight_decay: float = 0.0
   adam_b1: float = 0.9
   adam_b2: float = 0.95
@@ -264,12 +266,17 @@ class TrainConfig:
     for name in ('seq_len', 'batch_size', 'microbatches', 'steps', 'log_every', 'eval_batches',
                  'checkpoint_every', 'keep_checkpoints'):
       _check_int(f'train.{name}', getattr(self, name))
-    for name in ('seed', 'warmup_steps', 'eval_every'):
+    for name in ('seed', 'warmup_steps', 'decay_steps', 'eval_every'):
       _check_int(f'train.{name}', getattr(self, name), minimum=0)
     if self.batch_size % self.microbatches:
       _fail('train.microbatches', f'must divide batch_size {self.batch_size}, got {self.microbatches}')
     _check_choice('train.optimizer', self.optimizer, OPTIMIZERS)
     _check_choice('train.schedule', self.schedule, SCHEDULES)
+    if self.schedule == 'wsd' and not 0 < self.decay_steps <= self.steps - self.warmup_steps:
+      _fail('train.decay_steps', f'the wsd schedule decays over 1 to steps - warmup_steps '
+                                 f'({self.steps - self.warmup_steps}) steps, got {self.decay_steps}')
+    if self.schedule != 'wsd' and self.decay_steps:
+      _fail('train.decay_steps', f'is read by the wsd schedule only, not {self.schedule!r}')
     _check_number('train.learning_rate', self.learning_rate, 0, low_open=True)
     for name in ('weight_decay', 'grad_clip_norm', 'z_loss', 'peak_flops_per_device'):
       _check_number(f'train.{name}', getattr(self, name), 0)

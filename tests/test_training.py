@@ -174,11 +174,39 @@ def test_indivisible_sharding_names_the_parameter():
     ('cosine', 0, 0.0), ('cosine', 5, 0.5), ('cosine', 10, 1.0), ('cosine', 110, 0.1),
     ('cosine', 60, 0.55), ('rsqrt', 10, 1.0), ('rsqrt', 40, 1 / math.sqrt(4)),
     ('constant', 10, 1.0), ('constant', 500, 1.0),
+    # wsd: warmup to step 10, the peak to step 70, then down to 0.1 over the last 40.
+    ('wsd', 5, 0.5), ('wsd', 70, 1.0), ('wsd', 80, 1.0 - 0.9 / 4), ('wsd', 110, 0.1),
+    ('wsd', 500, 0.1),
 ])
 def test_learning_rate_schedules(schedule, step, want):
   cfg = helpers.experiment(schedule=schedule, warmup_steps=10, steps=110, learning_rate=1.0,
-                           final_learning_rate_fraction=0.1).train
+                           final_learning_rate_fraction=0.1,
+                           decay_steps=40 if schedule == 'wsd' else 0).train
   assert float(optimizers.learning_rate_schedule(cfg)(step)) == pytest.approx(want, abs=1e-6)
+
+
+def test_wsd_equals_constant_until_its_decay():
+  """What lets a cooldown branch from a constant run's checkpoint."""
+  kwargs = dict(warmup_steps=10, steps=110, learning_rate=1.0)
+  constant = optimizers.learning_rate_schedule(helpers.experiment(schedule='constant',
+                                                                  **kwargs).train)
+  wsd = optimizers.learning_rate_schedule(helpers.experiment(schedule='wsd', decay_steps=40,
+                                                             **kwargs).train)
+  steps = np.arange(111)
+  assert np.array_equal(np.asarray(wsd(steps))[:71], np.asarray(constant(steps))[:71])
+  assert np.all(np.diff(np.asarray(wsd(steps))[70:]) < 0)
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'schedule': 'wsd'}, r'train\.decay_steps: the wsd schedule decays over 1 to steps - '
+                          r'warmup_steps \(100\) steps, got 0'),
+    ({'schedule': 'wsd', 'decay_steps': 101}, r'train\.decay_steps: .* got 101'),
+    ({'schedule': 'cosine', 'decay_steps': 5}, r"train\.decay_steps: is read by the wsd "
+                                               r"schedule only, not 'cosine'"),
+])
+def test_wsd_bad_decay_steps(overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    helpers.experiment(warmup_steps=10, steps=110, **overrides)
 
 
 def _sampler_for(exp, directory, rows_per_epoch=4):

@@ -8,7 +8,10 @@ from lamda_jax.config import TrainConfig
 
 
 def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
-  """Linear warmup to the peak, then cosine decay, inverse square root or flat."""
+  """Linear warmup to the peak, then cosine decay, inverse square root, flat, or
+  warmup-stable-decay (Hägele et al. 2024): flat, then linear decay over the
+  last `decay_steps`. A wsd run equals the constant run until its decay
+  starts, so cooling down can branch from any checkpoint of a constant run."""
   peak, warmup = cfg.learning_rate, cfg.warmup_steps
   if cfg.schedule == 'cosine':
     decay = optax.cosine_decay_schedule(peak, max(cfg.steps - warmup, 1),
@@ -16,6 +19,12 @@ def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
   elif cfg.schedule == 'rsqrt':  # T5: peak * sqrt(warmup / step) once past warmup
     def decay(step):
       return peak * jax.lax.rsqrt(1.0 + step / max(warmup, 1))
+  elif cfg.schedule == 'wsd':
+    stable = cfg.steps - warmup - cfg.decay_steps
+    decay = optax.join_schedules([
+        optax.constant_schedule(peak),
+        optax.linear_schedule(peak, peak * cfg.final_learning_rate_fraction, cfg.decay_steps),
+    ], [stable])
   else:
     decay = optax.constant_schedule(peak)
   if warmup == 0:
