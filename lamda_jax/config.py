@@ -638,7 +638,9 @@ class ResearchConfig:
   `max_result_chars`. `questions`: `--mode eval_grounded`'s held-out questions
   (JSONL of {"context", "answer", "alternatives"?, "kind"?}, or research
   transcripts), or `embedded:research`, the held-out split of the dialogs the
-  toolset makes for fine-tuning; at most `max_questions` of them.
+  toolset makes for fine-tuning, or `embedded:research_new_phrasings`, the
+  same facts asked in phrasings no training dialog uses; at most
+  `max_questions` of them.
   """
   enabled: bool = False
   max_steps: int = 4
@@ -659,7 +661,8 @@ class ResearchConfig:
       _fail('research.questions', f'must be a JSONL path or embedded:research, '
                                   f'got {self.questions!r}')
     if self.questions.startswith('embedded:'):
-      _check_choice('research.questions', self.questions.removeprefix('embedded:'), ('research',))
+      _check_choice('research.questions', self.questions.removeprefix('embedded:'),
+                    ('research', 'research_new_phrasings'))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from lamda_jax import config as config_lib
 from lamda_jax.data import builders, dialog
 from lamda_jax.data.dialog import Turn
-from lamda_jax.grounding import research, research_data, retrieval, toolset
+from lamda_jax.grounding import groundedness, research, research_data, retrieval, toolset
 from tests.configs import tiny_docs
 from tests.toolset_helpers import SNIPPETS, make_toolset
 
@@ -201,3 +201,70 @@ def test_drafts_are_guesses_or_any_chitchat_turn_and_never_change_the_research(t
     assert item.fact not in re.findall(r'\d+(?:[-+*/]\d+)+', draft), draft
     holding_the_operands += set(re.findall(r'\d+', item.fact)) <= set(re.findall(r'\d+', draft))
   assert holding_the_operands > 30  # the question's own numbers, beside a wrong result
+
+
+_OPERATION = r'\d+ (?:plus|and|\+|minus|-|times|x|\*|divided by|/) \d+'
+
+
+def _skeleton(kind, question, fact, title):
+  """The question with what it asks about cut out: its phrasing."""
+  if kind == 'arithmetic':
+    return re.sub(_OPERATION, '<>', question)
+  if kind == 'lookup':
+    return question.replace(title, '<>')
+  word, language = fact.split(':')
+  return question.replace(word, '<>').replace(language.capitalize(), '<language>')
+
+
+def test_new_phrasings_ask_the_held_out_facts_in_sentences_training_never_used(tools, tmp_path):
+  def title(record):
+    return next(t['text'].removeprefix('TS, ') for t in record['transcript']
+                if t['speaker'] == 'LAMDA-RESEARCH')
+
+  def skeleton(record, question):
+    return _skeleton(record['kind'], question, record['fact'], title(record))
+
+  # Every phrasing the generator writes (ten seeds' dialogs), and one seed's
+  # dialogs all held out, so each kind is asked anew.
+  made = [item.to_json() for seed in range(10)
+          for item in research_data.generate(tools, per_kind=30, seed=seed)]
+  written = {(r['kind'], skeleton(r, r['transcript'][0]['text'])) for r in made
+             if r['kind'] != 'chitchat'}
+  paths = research_data.export(research_data.generate(tools, per_kind=30, seed=3),
+                               str(tmp_path / 'corpora'), eval_fraction=1.0)
+  held_out = {json.loads(line)['fact']: json.loads(line) for line in open(paths['validation'])
+              if json.loads(line)['kind'] != 'chitchat'}
+  out = research_data.write_new_phrasings(paths['validation'], str(tmp_path / 'eval'))
+  asked = [json.loads(line) for line in open(out)]
+  assert len(asked) == len(held_out) and {'arithmetic', 'lookup'} <= {a['kind'] for a in asked}
+  for item in asked:
+    original = held_out[item['fact']]
+    question = item['context'][0]['text']
+    assert (item['kind'], item['answer']) == (original['kind'], original['answer'])
+    assert (item['kind'], skeleton(original, question)) not in written, question
+    if item['kind'] == 'arithmetic':  # the same numbers and operator word are asked
+      assert re.findall(_OPERATION, question) == re.findall(
+          _OPERATION, original['transcript'][0]['text'])
+    elif item['kind'] == 'lookup':
+      assert title(original) in question
+
+  # What --mode eval_grounded reads for `embedded:research_new_phrasings`.
+  config = tiny_docs.get_config()
+  config.finetune.update(research=('embedded:research',), research_per_kind=30)
+  config.research.update(questions='embedded:research_new_phrasings', max_questions=1000)
+  config.decode.from_run = str(tmp_path / 'run')
+  experiment = config_lib.load(config)
+  in_run = research_data.embedded_files(experiment, str(tmp_path / 'run'))['validation']
+  os.makedirs(os.path.dirname(in_run))
+  os.replace(paths['validation'], in_run)
+  path, questions = groundedness.read_questions(experiment, str(tmp_path / 'eval2'))
+  assert path.endswith('-new-phrasings.jsonl')
+  assert sorted(q.context[0].text for q in questions) == sorted(
+      a['context'][0]['text'] for a in asked)
+
+
+def test_an_unknown_embedded_question_set_is_a_config_error():
+  config = tiny_docs.get_config()
+  config.research.questions = 'embedded:research_new'
+  with pytest.raises(config_lib.ConfigError, match=r'research\.questions'):
+    config_lib.load(config)

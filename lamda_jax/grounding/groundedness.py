@@ -125,10 +125,12 @@ def read_questions(experiment: ExperimentConfig, workdir: str) -> tuple[str, lis
   taken from each kind in turn)."""
   cfg = experiment.research
   path = cfg.questions
-  if path == 'embedded:research':
+  if path.startswith('embedded:'):  # the held-out split, as made or asked anew
     in_run = research_data.embedded_files(experiment, experiment.decode.from_run)['validation']
     path = in_run if os.path.exists(in_run) else research_data.make_embedded(
         experiment, workdir)['validation']
+    if cfg.questions == 'embedded:research_new_phrasings':
+      path = research_data.write_new_phrasings(path, workdir)
   by_kind = collections.defaultdict(list)
   for _, _, question in dialog.read_jsonl(path, parse_question):
     if question.kind != 'chitchat':

@@ -34,6 +34,17 @@ _ARITHMETIC = ('what is {}?', 'what is {}', 'how much is {}?', 'calculate {}', '
 _LOOKUP = ('what is {}?', 'tell me about {}', 'what does {} mean?', 'do you know what {} is?')
 MAX_DRAFT_CHARS = 120  # chitchat turns used as drafts: short, so transcripts stay short
 _TRANSLATION = ('how do you say {} in {}?', 'what is {} in {}?', 'translate {} to {}')
+# Phrasings no training dialog uses, for asking held-out facts anew
+# (`embedded:research_new_phrasings`): the same fillers, other sentences.
+NEW_PHRASINGS = {
+    'arithmetic': ("what's {}?", 'please work out {}', 'compute {}', 'do you know what {} is?',
+                   '{} makes how much?', 'what do you get for {}?'),
+    'lookup': ('define {}', 'what is meant by {}?', 'can you explain {}?',
+               'i would like to know about {}'),
+    'translation': ("what's the {1} word for {0}?", 'how would you say {0} in {1}?',
+                    '{0} in {1}, please'),
+}
+_PHRASINGS = {'arithmetic': _ARITHMETIC, 'lookup': _LOOKUP, 'translation': _TRANSLATION}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +192,40 @@ def generate(tools: toolset.Toolset, per_kind: int, seed: int = 0):
     at = rng.randrange(1, len(turns))
     yield chitchat([Turn(t['speaker'], t['text']) for t in turns[max(0, at - 3):at]],
                    Turn(turns[at]['speaker'], turns[at]['text']))
+
+
+def _fillers(kind: str, question: str) -> tuple[str, ...]:
+  """What a training phrasing of `kind` was filled with to make `question`."""
+  for phrasing in _PHRASINGS[kind]:
+    pattern = '^' + re.escape(phrasing).replace(r'\{\}', '(.+?)') + '$'
+    if found := re.match(pattern, question):
+      return found.groups()
+  raise ValueError(f'transcript: {question!r} is no {kind} phrasing of the generated dialogs')
+
+
+def new_phrasing(record: dict) -> dict:
+  """A generated dialog's question (arithmetic, lookup or translation) as a
+  `--mode eval_grounded` question in one of NEW_PHRASINGS (picked by its fact),
+  with its answer and kind."""
+  kind, question = record['kind'], record['transcript'][0]['text']
+  phrasings = NEW_PHRASINGS[kind]
+  asked = random.Random(record['fact']).choice(phrasings).format(*_fillers(kind, question))
+  return {'kind': kind, 'fact': record['fact'], 'answer': record['answer'],
+          'context': [{'speaker': 'A', 'text': asked}]}
+
+
+def write_new_phrasings(path: str, directory: str) -> str:
+  """`path`'s research dialogs other than chitchat, asked in new phrasings,
+  into `<directory>/<its name>-new-phrasings.jsonl`; returns that path."""
+  out = os.path.join(directory, os.path.basename(path).removesuffix('.jsonl') +
+                     '-new-phrasings.jsonl')
+  os.makedirs(directory, exist_ok=True)
+  with open(f'{out}.tmp', 'w', encoding='utf-8') as f:
+    for _, record, _ in dialog.read_jsonl(path, lambda record: record):
+      if record.get('kind') in NEW_PHRASINGS:
+        f.write(json.dumps(new_phrasing(record), ensure_ascii=False) + '\n')
+  os.replace(f'{out}.tmp', out)
+  return out
 
 
 def export(dialogs, directory: str, eval_fraction: float, name: str = 'research') -> dict:
