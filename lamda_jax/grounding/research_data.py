@@ -37,7 +37,7 @@ _TRANSLATION = ('how do you say {} in {}?', 'what is {} in {}?', 'translate {} t
 # Phrasings no training dialog uses, for asking held-out facts anew
 # (`embedded:research_new_phrasings`): the same fillers, other sentences.
 NEW_PHRASINGS = {
-    'arithmetic': ("what's {}?", 'please work out {}', 'compute {}', 'do you know what {} is?',
+    'arithmetic': ("what's {}?", 'please work out {}', 'compute {}', 'any idea what {} comes to?',
                    '{} makes how much?', 'what do you get for {}?'),
     'lookup': ('define {}', 'what is meant by {}?', 'can you explain {}?',
                'i would like to know about {}'),
