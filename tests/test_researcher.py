@@ -216,5 +216,5 @@ def test_a_model_fine_tuned_on_arithmetic_dialogs_asks_the_calculator(tmp_path):
       used += 1
       reported += grounded.reply == f'{calculated[0]}.'  # and answered with its number
     exact += (kind, query) == ('TS', record['fact'])
-  # Measured at these settings: 30, 19 and 21 of 30. A model that never asks: 0.
+  # Measured at these settings: 19, 17 and 15 of 20. A model that never asks: 0.
   assert used >= 16 and reported >= 9 and exact >= 9, (used, reported, exact)

@@ -29,13 +29,35 @@ from lamda_jax.grounding import research, retrieval, toolset, translator
 KINDS = ('arithmetic', 'lookup', 'translation', 'chitchat')
 _OPERATIONS = (('+', ('plus', 'and', '+')), ('-', ('minus', '-')), ('*', ('times', 'x', '*')),
                ('/', ('divided by', '/')))
-_ARITHMETIC = ('what is {}?', 'what is {}', 'how much is {}?', 'calculate {}', '{} = ?',
-               'can you tell me what {} is?')
-_LOOKUP = ('what is {}?', 'tell me about {}', 'what does {} mean?', 'do you know what {} is?')
 MAX_DRAFT_CHARS = 120  # chitchat turns used as drafts: short, so transcripts stay short
-_TRANSLATION = ('how do you say {} in {}?', 'what is {} in {}?', 'translate {} to {}')
+# How the training dialogs ask, as people type: many sentences around the
+# subject, now and then a greeting or thanks before or after, sometimes a
+# capital. A model that saw a few sentences learns where the subject sits in
+# them, not to find it (docs/grounding.md: 29% on unseen phrasings after six).
+_ARITHMETIC = (
+    'what is {}?', 'what is {}', 'how much is {}?', 'calculate {}', '{} = ?',
+    'can you tell me what {} is?', 'what does {} equal?', 'solve {}', 'evaluate {}',
+    'figure out {} for me', 'tell me {}', 'give me the result of {}', 'what is the answer to {}?',
+    'help me with {}', '{}?', 'how much does {} give?', 'do the math: {}', 'result of {}?',
+    'could you calculate {}?', 'i need to know {}', 'what will {} be?', 'can you do {}?',
+    'quick sum: {}', 'i am stuck on {}', 'how much is {} exactly?')
+_LOOKUP = (
+    'what is {}?', 'tell me about {}', 'what does {} mean?', 'do you know what {} is?',
+    'what are {}?', 'i have never heard of {}', 'look up {}', 'what do you know about {}?',
+    'describe {}', 'give me the meaning of {}', '{}: what is it?', 'what is the meaning of {}?',
+    'search for {}', 'info on {}', 'who or what is {}?', '{}?', 'any facts about {}?',
+    'is {} a thing?', 'teach me about {}', 'so what is {} anyway?')
+_TRANSLATION = (
+    'how do you say {} in {}?', 'what is {} in {}?', 'translate {} to {}', 'translate {} into {}',
+    '{} in {}?', 'what is the {1} for {0}?', 'how is {} said in {}?', 'in {1}, what is {0}?',
+    'say {} in {}', 'what do they call {} in {}?', '{0}: in {1}?', 'the {1} translation of {0}?',
+    'i need the {1} for {0}', 'how do {1} speakers say {0}?', '{} to {} please translate')
+_OPENERS = ('',) * 6 + ('hey, ', 'hi! ', 'quick question: ', 'so ', 'ok, ', 'hmm, ', 'sorry, ',
+                        'one more thing: ', 'hello, ', 'well, ')
+_CLOSERS = ('',) * 6 + (' thanks', ' :)', '!', ' thank you', ' lol', ' ok?', ' i forgot',
+                        ' haha', ' cheers', ' asap')
 # Phrasings no training dialog uses, for asking held-out facts anew
-# (`embedded:research_new_phrasings`): the same fillers, other sentences.
+# (`embedded:research_new_phrasings`): the same subjects, other sentences.
 NEW_PHRASINGS = {
     'arithmetic': ("what's {}?", 'please work out {}', 'compute {}', 'any idea what {} comes to?',
                    '{} makes how much?', 'what do you get for {}?'),
@@ -44,7 +66,12 @@ NEW_PHRASINGS = {
     'translation': ("what's the {1} word for {0}?", 'how would you say {0} in {1}?',
                     '{0} in {1}, please'),
 }
-_PHRASINGS = {'arithmetic': _ARITHMETIC, 'lookup': _LOOKUP, 'translation': _TRANSLATION}
+
+
+def _ask(rng: random.Random, phrasings, *subject: str) -> str:
+  """One of `phrasings` around `subject`, as `_ARITHMETIC`'s comment says."""
+  question = rng.choice(_OPENERS) + rng.choice(phrasings).format(*subject) + rng.choice(_CLOSERS)
+  return question[:1].upper() + question[1:] if rng.random() < 0.3 else question
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +80,11 @@ class ResearchDialog:
   fact: str  # what the question rests on; the split key
   answer: str  # the reply's key content, for scoring a model's answer
   transcript: tuple[Turn, ...]
+  subject: tuple[str, ...] = ()  # what the question's sentence was filled with
 
   def to_json(self) -> dict:
     return {'kind': self.kind, 'fact': self.fact, 'answer': self.answer,
+            'subject': list(self.subject),
             'transcript': [dataclasses.asdict(turn) for turn in self.transcript]}
 
 
@@ -67,14 +96,14 @@ def _draft(rng: random.Random, guesses, drafts) -> str:
   return guesses[pick] if pick < len(guesses) else rng.choice(drafts)
 
 
-def _dialog(kind, fact, answer, question, draft, steps, reply) -> ResearchDialog:
+def _dialog(kind, fact, answer, subject, question, draft, steps, reply) -> ResearchDialog:
   """steps: (query, results) pairs, in order."""
   turns = [Turn('A', question), Turn(research.BASE, draft)]
   for query, results in steps:
     turns.append(Turn(research.RESEARCH, f'TS, {query}'))
     turns += [Turn(research.TOOLSET, result) for result in results or ['']]
   turns.append(Turn(research.RESEARCH, f'User, {reply}'))
-  return ResearchDialog(kind, fact, answer, tuple(turns))
+  return ResearchDialog(kind, fact, answer, tuple(turns), tuple(subject))
 
 
 def _misspelt(rng: random.Random, number: int) -> str:
@@ -109,12 +138,13 @@ def arithmetic(rng: random.Random, tools: toolset.Toolset, drafts=()) -> Researc
   if symbol == '/':
     a = a * b  # whole answers, as people ask
   expression, word = f'{a}{symbol}{b}', rng.choice(words)
-  question = rng.choice(_ARITHMETIC).format(f'{a} {word} {b}')
+  subject = (f'{a} {word} {b}',)
+  question = _ask(rng, _ARITHMETIC, *subject)
   results = tools.query(expression, toolset.Conversation())
   value = results[0]  # the calculator's answer comes first
   draft = _draft(rng, _arithmetic_guesses(rng, a, symbol, word, b, value), drafts)
-  return _dialog('arithmetic', expression, value, question, draft, [(expression, results)],
-                 f'{value}.')
+  return _dialog('arithmetic', expression, value, subject, question, draft,
+                 [(expression, results)], f'{value}.')
 
 
 def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippet,
@@ -130,7 +160,8 @@ def lookup(rng: random.Random, tools: toolset.Toolset, snippet: retrieval.Snippe
       if url == snippet.url:
         # The definition after `words: `, up to its first clause: what a reply says.
         fact = re.split(r'; |\. ', text.split(': ', 1)[-1])[0].rstrip('.')
-        return _dialog('lookup', snippet.url, fact, rng.choice(_LOOKUP).format(snippet.title),
+        return _dialog('lookup', snippet.url, fact, (snippet.title,),
+                       _ask(rng, _LOOKUP, snippet.title),
                        _draft(rng, (f'I am not sure what {snippet.title} is.',), drafts), steps,
                        f'{snippet.title}: {fact}')
   return None
@@ -144,8 +175,9 @@ def translation(rng: random.Random, tools: toolset.Toolset, word: str, language:
   if not found:
     return None
   first = found[0].split(', ')[0]
-  return _dialog('translation', f'{word}:{language}', first,
-                 rng.choice(_TRANSLATION).format(word, language.capitalize()),
+  subject = (word, language.capitalize())
+  return _dialog('translation', f'{word}:{language}', first, subject,
+                 _ask(rng, _TRANSLATION, *subject),
                  _draft(rng, (f'I do not know the {language.capitalize()} for {word}.',), drafts),
                  [(query, results)], f'{word} in {language.capitalize()} is {first}.')
 
@@ -194,23 +226,15 @@ def generate(tools: toolset.Toolset, per_kind: int, seed: int = 0):
                    Turn(turns[at]['speaker'], turns[at]['text']))
 
 
-def _fillers(kind: str, question: str) -> tuple[str, ...]:
-  """What a training phrasing of `kind` was filled with to make `question`."""
-  for phrasing in _PHRASINGS[kind]:
-    pattern = '^' + re.escape(phrasing).replace(r'\{\}', '(.+?)') + '$'
-    if found := re.match(pattern, question):
-      return found.groups()
-  raise ValueError(f'transcript: {question!r} is no {kind} phrasing of the generated dialogs')
-
-
 def new_phrasing(record: dict) -> dict:
-  """A generated dialog's question (arithmetic, lookup or translation) as a
-  `--mode eval_grounded` question in one of NEW_PHRASINGS (picked by its fact),
-  with its answer and kind."""
-  kind, question = record['kind'], record['transcript'][0]['text']
-  phrasings = NEW_PHRASINGS[kind]
-  asked = random.Random(record['fact']).choice(phrasings).format(*_fillers(kind, question))
-  return {'kind': kind, 'fact': record['fact'], 'answer': record['answer'],
+  """A generated dialog (arithmetic, lookup or translation) as a `--mode
+  eval_grounded` question in one of NEW_PHRASINGS, picked by its fact."""
+  subject = record.get('subject')
+  if not subject or not all(isinstance(part, str) for part in subject):
+    raise ValueError('subject: needs the strings the question was made from (dialogs made '
+                     'before research_data wrote them cannot be asked anew)')
+  asked = random.Random(record['fact']).choice(NEW_PHRASINGS[record['kind']]).format(*subject)
+  return {'kind': record['kind'], 'fact': record['fact'], 'answer': record['answer'],
           'context': [{'speaker': 'A', 'text': asked}]}
 
 
