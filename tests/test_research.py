@@ -266,6 +266,22 @@ def test_new_phrasings_ask_the_held_out_facts_in_sentences_training_never_used(t
       a['context'][0]['text'] for a in asked)
 
 
+def test_each_dialog_records_the_subject_its_question_asks(tools):
+  """new_phrasing asks anew from `subject`, so it must be what the question
+  was filled with; a record without it is refused by name."""
+  made = [item.to_json() for item in research_data.generate(tools, per_kind=30, seed=1)]
+  asked = [r for r in made if r['kind'] != 'chitchat']
+  assert {r['kind'] for r in asked} == {'arithmetic', 'lookup', 'translation'}
+  for record in asked:
+    question = record['transcript'][0]['text'].lower()
+    assert record['subject'] and all(part.lower() in question for part in record['subject'])
+  arithmetic = next(r for r in asked if r['kind'] == 'arithmetic')
+  assert re.fullmatch(_OPERATION, arithmetic['subject'][0])
+  del arithmetic['subject']
+  with pytest.raises(ValueError, match='subject'):
+    research_data.new_phrasing(arithmetic)
+
+
 def test_an_unknown_embedded_question_set_is_a_config_error():
   config = tiny_docs.get_config()
   config.research.questions = 'embedded:research_new'
