@@ -636,7 +636,7 @@ class ResearchConfig:
   toolset calls, each line at most `max_line_tokens` tokens, sampled at
   `temperature` (0 = greedy) with `decode.top_k` / `top_p`; results are cut at
   `max_result_chars`. `questions`: `--mode eval_grounded`'s held-out questions
-  (JSONL of {"context", "answer", "alternatives"?, "kind"?}, or research
+  (JSONL of {"context", "answer", "alternatives"?, "kind"?, "phrasing"?}, or research
   transcripts), or `embedded:research`, the held-out split of the dialogs the
   toolset makes for fine-tuning, or `embedded:research_new_phrasings`, the
   same facts asked in phrasings no training dialog uses; at most

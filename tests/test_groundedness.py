@@ -67,6 +67,7 @@ def test_summary_of_a_hand_built_table():
     ({'context': [{'speaker': 'A', 'text': 'hi'}], 'answer': '...'}, 'answer'),
     ({'context': [{'speaker': 'A', 'text': 'hi'}], 'answer': '1', 'alternatives': '2'},
      'alternatives'),
+    ({'context': [{'speaker': 'A', 'text': 'hi'}], 'answer': '1', 'phrasing': 3}, 'phrasing'),
     ({'transcript': [{'speaker': 'LAMDA-BASE', 'text': 'x'},
                      {'speaker': 'LAMDA-RESEARCH', 'text': 'User, x'}], 'answer': 'x'},
      'transcript')])
@@ -93,7 +94,7 @@ def test_eval_grounded_answers_every_question_twice_and_writes_the_transcripts(a
   questions = tmp_path / 'questions.jsonl'
   questions.write_text(''.join(json.dumps(r) + '\n' for r in [
       {'context': [{'speaker': 'A', 'text': 'what is 135 plus 7721?'}], 'answer': '7856',
-       'kind': 'arithmetic'},
+       'kind': 'arithmetic', 'phrasing': 'what is {}?'},
       {'kind': 'lookup', 'fact': 'x', 'answer': 'Spanish tennis player', 'transcript': [
           {'speaker': 'A', 'text': 'who is Rafael Nadal?'},
           {'speaker': 'LAMDA-BASE', 'text': 'no idea'},
@@ -113,4 +114,15 @@ def test_eval_grounded_answers_every_question_twice_and_writes_the_transcripts(a
   assert summary['all']['research']['calls'] == sum(line['calls'] for line in lines) / 2
   for line in lines:
     assert line['transcript'][-1]['speaker'] == 'LAMDA-RESEARCH'
+  # Per phrasing, for the questions that name one: the arithmetic one's own row.
+  arithmetic = lines[0]
+  assert arithmetic['phrasing'] == 'what is {}?' and lines[1]['phrasing'] == ''
+  assert summary['by_phrasing'] == {'arithmetic': {'what is {}?': {
+      'accuracy': float(arithmetic['judged']['research']['right']),
+      'groundedness': float(arithmetic['judged']['research']['supported']) if
+      arithmetic['judged']['research']['claim'] else None,
+      'informativeness': float(arithmetic['judged']['research']['supported']),
+      'citation_accuracy': float(arithmetic['judged']['research']['cited']) if
+      arithmetic['judged']['research']['citable'] else None,
+      'calls': float(arithmetic['calls']), 'questions': 1}}}
   assert json.load(open(tmp_path / 'eval' / 'eval_grounded.json', encoding='utf-8')) == summary

@@ -242,6 +242,8 @@ def test_new_phrasings_ask_the_held_out_facts_in_sentences_training_never_used(t
     original = held_out[item['fact']]
     question = item['context'][0]['text']
     assert (item['kind'], item['answer']) == (original['kind'], original['answer'])
+    assert question == item['phrasing'].format(*original['subject'])
+    assert item['phrasing'] in research_data.NEW_PHRASINGS[item['kind']]
     # No kind's training dialog holds the sentence, even inside a greeting or thanks.
     phrasing = skeleton(original, question).rstrip('?')
     assert not any(phrasing in seen for seen in written), question

@@ -49,6 +49,7 @@ class Question:
   answer: str
   alternatives: tuple[str, ...] = ()
   kind: str = 'question'
+  phrasing: str = ''  # the sentence it was asked in, when known: accuracy per phrasing
 
 
 def parse_question(record) -> Question:
@@ -70,7 +71,10 @@ def parse_question(record) -> Question:
   kind = record.get('kind', 'question')
   if not isinstance(kind, str) or not kind:
     raise ValueError('kind: needs a non-empty string')
-  return Question(context, answer, tuple(alternatives), kind)
+  phrasing = record.get('phrasing', '')
+  if not isinstance(phrasing, str):
+    raise ValueError('phrasing: needs a string')
+  return Question(context, answer, tuple(alternatives), kind, phrasing)
 
 
 def _contains(haystack: list[str], needle: list[str]) -> bool:
@@ -149,6 +153,7 @@ def run(experiment: ExperimentConfig, workdir: str, tools=None) -> dict:
   os.makedirs(workdir, exist_ok=True)
   judged = collections.defaultdict(lambda: collections.defaultdict(list))  # kind -> system -> rows
   calls = collections.defaultdict(lambda: collections.defaultdict(list))
+  phrased = collections.defaultdict(lambda: collections.defaultdict(list))  # kind -> phrasing -> (row, calls)
   transcripts = os.path.join(workdir, 'grounded_transcripts.jsonl')
   with open(transcripts, 'w', encoding='utf-8') as out:
     for start in range(0, len(questions), BATCH):
@@ -166,10 +171,18 @@ def run(experiment: ExperimentConfig, workdir: str, tools=None) -> dict:
             judged[kind][system].append(row)
           calls[kind]['base'].append(0)
           calls[kind]['research'].append(grounded.research.calls)
-        out.write(json.dumps({'kind': question.kind, 'answer': question.answer,
-                              'judged': rows, **grounded.to_json()}, ensure_ascii=False) + '\n')
+        if question.phrasing:
+          phrased[question.kind][question.phrasing].append((rows['research'],
+                                                            grounded.research.calls))
+        out.write(json.dumps({'kind': question.kind, 'phrasing': question.phrasing,
+                              'answer': question.answer, 'judged': rows, **grounded.to_json()},
+                             ensure_ascii=False) + '\n')
   report = {kind: {system: summarize(rows, calls[kind][system]) for system, rows in by.items()}
             for kind, by in judged.items()}
+  if phrased:  # Base + Research per kind and phrasing
+    report['by_phrasing'] = {
+        kind: {phrasing: summarize([row for row, _ in pairs], [n for _, n in pairs])
+               for phrasing, pairs in by.items()} for kind, by in phrased.items()}
   summary = {'mode': 'eval_grounded', 'questions': path, 'transcripts': transcripts,
              'events': dict(answerer.events), **report}
   with open(os.path.join(workdir, 'eval_grounded.json'), 'w', encoding='utf-8') as f:

@@ -233,9 +233,9 @@ def new_phrasing(record: dict) -> dict:
   if not subject or not all(isinstance(part, str) for part in subject):
     raise ValueError('subject: needs the strings the question was made from (dialogs made '
                      'before research_data wrote them cannot be asked anew)')
-  asked = random.Random(record['fact']).choice(NEW_PHRASINGS[record['kind']]).format(*subject)
+  phrasing = random.Random(record['fact']).choice(NEW_PHRASINGS[record['kind']])
   return {'kind': record['kind'], 'fact': record['fact'], 'answer': record['answer'],
-          'context': [{'speaker': 'A', 'text': asked}]}
+          'phrasing': phrasing, 'context': [{'speaker': 'A', 'text': phrasing.format(*subject)}]}
 
 
 def write_new_phrasings(path: str, directory: str) -> str:
