@@ -21,6 +21,17 @@ def test_right_means_the_answers_words_in_order(reply, right):
   assert groundedness.is_right(reply, AGE) == right
 
 
+@pytest.mark.parametrize('reply, right', [
+    ('at in French is à.', True), ('at in French is a.', False), ('decu', False),
+    ('cheated in French is déçu!', True), ('d u', False)])
+def test_accented_answers_are_whole_words(reply, right):
+  # 'à' and 'déçu' are words, not ASCII fragments ('d', 'u') or nothing at all.
+  answer = 'à' if reply.startswith('at') else 'déçu'
+  question = groundedness.parse_question({'context': [{'speaker': 'A', 'text': 'in French?'}],
+                                          'answer': answer})
+  assert groundedness.is_right(reply, question) == right
+
+
 def test_alternatives_are_accepted():
   assert groundedness.is_right('It is 7,856.', SUM) and groundedness.is_right('7856', SUM)
   assert not groundedness.is_right('78 56', SUM)

@@ -43,7 +43,7 @@ from lamda_jax.data.dialog import Turn
 BASE, RESEARCH, TOOLSET = dialog.BASE_SPEAKER, dialog.RESEARCH_SPEAKER, tokenizer_lib.TOOLSET
 _LINE = re.compile(rf'^\s*({tokenizer_lib.TOOLSET}|{tokenizer_lib.USER}),\s*(.*?)\s*$', re.S)
 _URL = re.compile(r'(?:https?://|urn:)\S+$')
-_WORD = re.compile(r'[a-z0-9]+')
+_WORD = re.compile(r'[^\W_]+')  # letters and digits of any script: 'déçu', 'à'
 _COMMON = frozenset('a an and are as at be by for from has have he her his in is it its of on or '
                     'she that the their they this to was were which with'.split())
 
@@ -64,7 +64,8 @@ def parse_line(line: str) -> tuple[str, str] | None:
 
 
 def words(text: str) -> list[str]:
-  """The lowercased words and numbers of `text`, in order."""
+  """The lowercased words and numbers of `text`, in order (accents kept, so
+  a French or German answer is matched whole, never as ASCII fragments)."""
   return _WORD.findall(text.lower())
 
 

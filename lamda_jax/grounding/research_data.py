@@ -40,18 +40,29 @@ _ARITHMETIC = (
     'figure out {} for me', 'tell me {}', 'give me the result of {}', 'what is the answer to {}?',
     'help me with {}', '{}?', 'how much does {} give?', 'do the math: {}', 'result of {}?',
     'could you calculate {}?', 'i need to know {}', 'what will {} be?', 'can you do {}?',
-    'quick sum: {}', 'i am stuck on {}', 'how much is {} exactly?')
+    'quick sum: {}', 'i am stuck on {}', 'how much is {} exactly?', 'i wonder what {} is',
+    'what is the value of {}?', 'need the answer for {}', 'mind doing {} for me?', '{} equals?',
+    '{} is what?', 'the result of {} please', 'do you know what {} is?', 'what number is {}?',
+    'find {}', 'math question: {}', 'my homework says {}, what is the answer?')
 _LOOKUP = (
     'what is {}?', 'tell me about {}', 'what does {} mean?', 'do you know what {} is?',
     'what are {}?', 'i have never heard of {}', 'look up {}', 'what do you know about {}?',
     'describe {}', 'give me the meaning of {}', '{}: what is it?', 'what is the meaning of {}?',
     'search for {}', 'info on {}', 'who or what is {}?', '{}?', 'any facts about {}?',
-    'is {} a thing?', 'teach me about {}', 'so what is {} anyway?')
+    'is {} a thing?', 'teach me about {}', 'so what is {} anyway?', 'i want to learn about {}',
+    'i am curious about {}', 'tell me something about {}', 'what can you tell me about {}?',
+    'fill me in on {}', 'i keep hearing about {}', 'never understood {}',
+    'how would you describe {}?', 'do you have info on {}?', 'please look into {}',
+    'what sort of thing is {}?', 'who is {}?', '{} - what does that mean?',
+    'what on earth is {}?', 'i need some background on {}', 'can you find {}?')
 _TRANSLATION = (
     'how do you say {} in {}?', 'what is {} in {}?', 'translate {} to {}', 'translate {} into {}',
     '{} in {}?', 'what is the {1} for {0}?', 'how is {} said in {}?', 'in {1}, what is {0}?',
     'say {} in {}', 'what do they call {} in {}?', '{0}: in {1}?', 'the {1} translation of {0}?',
-    'i need the {1} for {0}', 'how do {1} speakers say {0}?', '{} to {} please translate')
+    'i need the {1} for {0}', 'how do {1} speakers say {0}?', '{} to {} please translate',
+    'what would {0} be in {1}?', 'give me {0} in {1}', '{1} for {0}?', 'can you translate {0} to {1}?',
+    'i want to say {0} in {1}', 'what is {0} called in {1}?', 'in {1} how do i say {0}?',
+    'tell me the {1} for {0}', '{0} - {1} translation?')
 _OPENERS = ('',) * 6 + ('hey, ', 'hi! ', 'quick question: ', 'so ', 'ok, ', 'hmm, ', 'sorry, ',
                         'one more thing: ', 'hello, ', 'well, ')
 _CLOSERS = ('',) * 6 + (' thanks', ' :)', '!', ' thank you', ' lol', ' ok?', ' i forgot',
@@ -118,18 +129,29 @@ def _misspelt(rng: random.Random, number: int) -> str:
 
 
 def _arithmetic_guesses(rng: random.Random, a: int, symbol: str, word: str, b: int,
-                        value: str) -> tuple[str, str]:
-  """Two wrong drafts of an arithmetic answer: a guess at the result, and the
-  question's numbers garbled beside a wrong result, as a stage-two model drafts
-  them (docs/grounding.md: "2634*821 *821."). With them, neither a number nor
-  an expression copied from a draft is ever right: only the question's are."""
+                        value: str) -> tuple[str, str, str]:
+  """Three wrong drafts of an arithmetic answer, as a stage-two model drafts
+  them (docs/grounding.md): a guess at the result; the question's numbers
+  garbled beside a wrong result ("2634*821 *821."); and the expression echoed,
+  some copies with a digit wrong, "TS" among them, cut off ("I mean 8218/428
+  pt 8218/428 TSTS 9911+428"). No number in a draft is ever the answer, and an
+  expression copied from it is right only when the question's own is there
+  too: the research lines must come from the question, never `User, <draft>`."""
   result = round(float(value))
   wrong = result + rng.choice((-1, 1)) * rng.randint(1, abs(result) // 3 + 9)
   garbled = rng.choice((f'{a}{symbol}{b}{symbol}{b} is {wrong}.',
                         f'{_misspelt(rng, a)} {word} {b} is {wrong}.',
                         f'{a} {word} {_misspelt(rng, b)} is {wrong}.',
                         f'{a} {word} {b} is {wrong}.'))
-  return f'I think it is about {wrong}.', garbled
+  echoes = (lambda: f'{a}{symbol}{b}', lambda: f'{_misspelt(rng, a)}{symbol}{b}',
+            lambda: f'{a}{symbol}{_misspelt(rng, b)}', lambda: f'{a} {word} {b}',
+            lambda: _misspelt(rng, b), lambda: 'TS')
+  while True:
+    echo = rng.choice(('', 'I mean ', 'like ', 'what is ', 'Ya, ', 'how much ')) + ' '.join(
+        rng.choice(echoes)() for _ in range(rng.randint(2, 6)))
+    echo = echo[:rng.randint(len(echo) * 2 // 3, len(echo))].rstrip()
+    if value not in re.findall(r'-?\d+', echo):
+      return f'I think it is about {wrong}.', garbled, echo
 
 
 def arithmetic(rng: random.Random, tools: toolset.Toolset, drafts=()) -> ResearchDialog:
