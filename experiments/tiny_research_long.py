@@ -6,11 +6,11 @@ and 10,500 steps (about 55 minutes on 2 cores, against the demo's 3.5): the
 constant rate for 9,000, then a linear cooldown to zero over the last 1,500
 (the wsd schedule, which equals the constant one until its decay starts).
 
-Measured from a stage-one run made as `make demo` makes it, on all 558
-held-out questions (docs/grounding.md): through the loop, arithmetic 95%
-right, look-ups 81% (citing the supporting URL), translations 93%; asked in
+Measured from a stage-one run made as `make demo` makes it, on all 595
+held-out questions (docs/grounding.md): through the loop, arithmetic 98.5%
+right, look-ups 82% (citing the supporting URL), translations 82%; asked in
 sentences no training dialog uses (`--config.research.questions=
-embedded:research_new_phrasings`), 93%, 37% and 82%. LaMDA-Base alone 0%.
+embedded:research_new_phrasings`), 97%, 32% and 68%. LaMDA-Base alone 0-1%.
 Without the cooldown, on the earlier six-phrasing dialogs, the same run
 stopped at 93% of arithmetic (9,000 steps) and 90% (12,000).
 
