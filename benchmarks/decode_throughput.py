@@ -8,6 +8,8 @@ peer, HuggingFace `LlamaForCausalLM.generate` (KV cache, top-k 40) at the same
 dimensions, runs in its own environment given by --peer_python.
 
   make bench      # creates .venv-bench with the peer, then runs this
+
+On a GPU (JAX's default backend) the peer runs on CUDA too.
 """
 
 import dataclasses
@@ -28,11 +30,13 @@ from lamda_jax.serving import decoding, scoring
 from lamda_jax.training import trainer as trainer_lib
 
 CPU = machine.describe_cpu()  # in every line: one CPU's numbers are not another's
+DEVICE = jax.devices()[0].device_kind
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed generations per measurement (after one '
                                 'compiling run).')
+_PRECISIONS = flags.DEFINE_list('precisions', ['float32', 'bfloat16'], 'Compute dtypes.')
 CANDIDATES, PROMPT, NEW_TOKENS = 16, 128, 64
 SUFFIXES = ((5, 6, 7), (5, 8, 7), (5, 9, 7), (5, 10, 7))  # four 3-token attribute suffixes
 
@@ -77,10 +81,10 @@ def main(argv):
   del argv
   experiment = config_lib.load(bench.get_config())
   cfg = experiment.model
-  for precision in ('float32', 'bfloat16'):
+  for precision in _PRECISIONS.value:
     run = dataclasses.replace(experiment, model=dataclasses.replace(cfg, dtype=precision))
     print(json.dumps({'system': f'lamda_jax (jax {jax.__version__})', 'cpu': CPU,
-                      'config': experiment.name,
+                      'device': DEVICE, 'config': experiment.name,
                       'task': 'generate', 'precision': precision,
                       **measure(run, _REPEATS.value)}), flush=True)
   if _PEER_PYTHON.value:
@@ -90,7 +94,9 @@ def main(argv):
         f'--d_ff={cfg.d_ff}', f'--layers={cfg.num_layers}', f'--heads={cfg.num_heads}',
         f'--head_dim={cfg.head_dim}', f'--seq_len={experiment.train.seq_len}',
         f'--batch={CANDIDATES}', f'--prompt={PROMPT}', f'--new_tokens={NEW_TOKENS}',
-        f'--steps={_REPEATS.value}'], check=True, stdout=sys.stdout)
+        f'--steps={_REPEATS.value}', f'--precisions={",".join(_PRECISIONS.value)}',
+        f'--device={"cuda" if jax.default_backend() == "gpu" else "cpu"}'],
+        check=True, stdout=sys.stdout)
 
 
 if __name__ == '__main__':

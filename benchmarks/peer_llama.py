@@ -1,4 +1,5 @@
-"""The peer: HuggingFace LlamaForCausalLM on the PyTorch CPU build.
+"""The peer: HuggingFace LlamaForCausalLM on PyTorch, on the CPU (or CUDA with
+--device=cuda, where its f32 matmuls stay full f32 as torch's default is).
 
 Run by benchmarks/train_throughput.py (--task train: same dimensions and
 optimizer as ours) and benchmarks/decode_throughput.py (--task generate:
@@ -18,14 +19,23 @@ import transformers
 CPU = machine.describe_cpu()  # the peer's lines name their CPU too
 
 
-def gemm_peak(dtype, size=2048, repeats=10):
-  """The fastest of `repeats` matmuls, as lamda_jax.metrics.measure_peak_flops measures."""
-  x = torch.ones(size, size, dtype=dtype)
+def _synchronize(device):
+  if device == 'cuda':
+    torch.cuda.synchronize()
+
+
+def gemm_peak(dtype, device, repeats=10):
+  """The fastest of `repeats` matmuls, as lamda_jax.metrics.measure_peak_flops
+  measures (2048 on a CPU, 8192 on a GPU, where 2048 is launch-bound)."""
+  size = 2048 if device == 'cpu' else 8192
+  x = torch.ones(size, size, dtype=dtype, device=device)
   x @ x  # pylint: disable=pointless-statement
   fastest = float('inf')
   for _ in range(repeats):
+    _synchronize(device)
     start = time.perf_counter()
     x @ x  # pylint: disable=pointless-statement
+    _synchronize(device)
     fastest = min(fastest, time.perf_counter() - start)
   return 2 * size**3 / fastest
 
@@ -40,12 +50,12 @@ def make_model(args):
 
 
 def train_throughput(args, bf16: bool) -> float:
-  model = make_model(args)
+  model = make_model(args).to(args.device)
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0)
-  tokens = torch.randint(0, args.vocab, (args.batch, args.seq_len))
+  tokens = torch.randint(0, args.vocab, (args.batch, args.seq_len), device=args.device)
 
   def step():
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):
       loss = model(input_ids=tokens, labels=tokens).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -53,18 +63,20 @@ def train_throughput(args, bf16: bool) -> float:
     optimizer.zero_grad(set_to_none=True)
 
   step()  # warm-up
+  _synchronize(args.device)
   start = time.perf_counter()
   for _ in range(args.steps):
     step()
+  _synchronize(args.device)
   return args.steps * args.batch * args.seq_len / (time.perf_counter() - start)
 
 
 def generate_throughput(args, bf16: bool) -> float:
   """New tokens/s: `batch` candidates of `new_tokens` each after one `prompt`-token prompt."""
-  model = make_model(args).eval()
+  model = make_model(args).eval().to(args.device)
   if bf16:
     model = model.to(torch.bfloat16)
-  prompt = torch.randint(3, args.vocab, (1, args.prompt))
+  prompt = torch.randint(3, args.vocab, (1, args.prompt), device=args.device)
 
   def generate():
     with torch.inference_mode():
@@ -73,9 +85,11 @@ def generate_throughput(args, bf16: bool) -> float:
                             use_cache=True, pad_token_id=0)
 
   generate()  # warm-up
+  _synchronize(args.device)
   start = time.perf_counter()
   for _ in range(args.steps):
     out = generate()
+  _synchronize(args.device)
   assert out.shape == (args.batch, args.prompt + args.new_tokens)
   return args.steps * args.batch * args.new_tokens / (time.perf_counter() - start)
 
@@ -89,23 +103,28 @@ def main():
   parser.add_argument('--new_tokens', type=int, default=64)
   parser.add_argument('--name', required=True)
   parser.add_argument('--task', choices=('train', 'generate'), default='train')
+  parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+  parser.add_argument('--precisions', default='float32,bfloat16')
   args = parser.parse_args()
+  precisions = args.precisions.split(',')
+  device = torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'
   if args.task == 'generate':
-    for precision in ('float32', 'bfloat16'):
+    for precision in precisions:
       print(json.dumps({
-          'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'config': args.name,
+          'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'device': device,
+          'config': args.name,
           'task': 'generate', 'precision': precision,
           'new_tokens_per_second': generate_throughput(args, precision == 'bfloat16'),
           'torch_threads': torch.get_num_threads()}), flush=True)
     return
-  peaks = {'float32': gemm_peak(torch.float32), 'bfloat16': gemm_peak(torch.bfloat16)}
-  for precision in ('float32', 'bfloat16'):
+  for precision in precisions:
     print(json.dumps({
-        'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'config': args.name,
+        'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'device': device,
+        'config': args.name,
         'precision': precision + (' (autocast)' if precision == 'bfloat16' else ''),
         'tokens_per_second': train_throughput(args, precision == 'bfloat16'),
-        'gemm_peak_flops': peaks[precision], 'torch_threads': torch.get_num_threads()}),
-          flush=True)
+        'gemm_peak_flops': gemm_peak(getattr(torch, precision), args.device),
+        'torch_threads': torch.get_num_threads()}), flush=True)
 
 
 if __name__ == '__main__':

@@ -59,8 +59,11 @@ HEADS_NAME = 'attribute_heads'  # the heads' parameters in the tree
 class Decoder(nn.Module):
   """tokens [batch, length] -> float32 logits [batch, length, vocab].
 
-  `positions` restart at 0 in each packed segment; the relative attention bias
-  (or RoPE's angles) is computed from them, so a packed example sees exactly what it would alone.
+  `positions` restart at 0 in each packed segment; RoPE's angles are computed
+  from them, and the relative attention bias from distances between them, so a
+  packed example sees exactly what it would alone. Without a cache they must
+  advance by one per token within a segment (packing and the default do), and
+  the bias is the in-row distances' (`RelativePositionBias.in_row`).
   `attribute_heads` > 0 adds that many classifier heads on the final hidden
   state (layers.AttributeHeads; `for_experiment` says when).
   """
@@ -103,8 +106,11 @@ class Decoder(nn.Module):
                                                       segment_ids.astype(jnp.int32), at)
       mask = cached_attention_mask(segment_ids, slot_segment_ids, cache.length)
     if cfg.position_encoding == 'relative_bias':
-      attention_bias = layers.RelativePositionBias(cfg, name='relpos_bias')(positions,
-                                                                           key_positions)
+      relative_bias = layers.RelativePositionBias(cfg, name='relpos_bias')
+      if cache is None:  # positions advance by one within a segment: in-row distances
+        attention_bias = relative_bias.in_row(*tokens.shape)
+      else:
+        attention_bias = relative_bias(positions, key_positions)
       attention_bias = jnp.where(mask, attention_bias, layers.MASKED)
       bias_axes = ('batch', 'heads', 'length', None)
     else:

@@ -145,19 +145,54 @@ class RelativePositionBias(nn.Module):
   """One [heads, buckets] table turned into an additive attention bias."""
   config: ModelConfig
 
-  @nn.compact
-  def __call__(self, query_positions, key_positions):
-    """positions: [batch, length] -> bias [batch, heads, q_length, k_length]."""
+  def setup(self):
     cfg = self.config
+    self.table = param_with_axes(self, 'rel_embedding', relative_bias_init,
+                                 (cfg.num_heads, cfg.relative_attention_num_buckets),
+                                 ('heads', 'relpos_buckets'))
+
+  def _buckets(self, relative):
+    cfg = self.config
+    return relative_position_bucket(relative, bidirectional=False,
+                                    num_buckets=cfg.relative_attention_num_buckets,
+                                    max_distance=cfg.relative_attention_max_distance)
+
+  def __call__(self, query_positions, key_positions):
+    """positions: [batch, q_length], [batch, k_length] -> bias [batch, heads, q, k],
+    any positions (the cache's slots hold them out of order); no gradient path
+    needs it, so a gather is fine."""
     relative = key_positions[:, None, :] - query_positions[:, :, None]  # [batch, q, k]
-    buckets = relative_position_bucket(relative, bidirectional=False,
-                                       num_buckets=cfg.relative_attention_num_buckets,
-                                       max_distance=cfg.relative_attention_max_distance)
-    table = param_with_axes(self, 'rel_embedding', relative_bias_init,
-                            (cfg.num_heads, cfg.relative_attention_num_buckets),
-                            ('heads', 'relpos_buckets'))
-    bias = jnp.take(table.T.astype(cfg.dtype), buckets, axis=0)  # [batch, q, k, heads]
+    bias = jnp.take(self.table.T.astype(self.config.dtype), self._buckets(relative),
+                    axis=0)  # [batch, q, k, heads]
     return jnp.transpose(bias, (0, 3, 1, 2))
+
+  def in_row(self, batch: int, length: int):
+    """bias [batch, heads, length, length] from in-row distances k - q: the bias
+    of any positions that advance by one per token within a segment (packed
+    rows, the default), pairs across segments being masked anyway.
+
+    Built without a [batch, q, k] gather, whose gradient is a scatter-add of
+    batch x heads x q x k values into heads x buckets cells: on a GPU those
+    atomic adds took 80% of the 2B train step (BENCHMARKS.md). Here the table
+    is read once per distance (a one-hot matmul, as t5x does) and laid out
+    with the relative-shift trick, whose gradient is reshapes and sums.
+    Both broadcasts are einsums with ones, so that their gradients are dots:
+    XLA:CPU runs a plain broadcast's transpose, a reduction over a major axis,
+    ~40x slower (`bench`'s bias and its gradient: 32 ms, as fast as the
+    gather, against 118 ms with plain broadcasts)."""
+    cfg = self.config
+    distances = np.arange(-(length - 1), length)  # index d holds k - q = d - (length - 1)
+    one_hot = jax.nn.one_hot(self._buckets(distances), cfg.relative_attention_num_buckets,
+                             dtype=cfg.dtype)
+    by_distance = jnp.einsum('hn,dn->hd', self.table.astype(cfg.dtype), one_hot)  # [heads, 2L-1]
+    # Row q of the result is by_distance[:, length-1-q : 2*length-1-q]: laid end to end,
+    # rows of 2L (one pad), read back as rows of 2L - 1, each starts one earlier.
+    padded = jnp.pad(by_distance, ((0, 0), (0, 1)))  # [heads, 2L]
+    tiled = jnp.einsum('q,hd->hqd', jnp.ones(length, cfg.dtype), padded)  # [heads, L, 2L]
+    flat = tiled.reshape(cfg.num_heads, 2 * length * length)
+    shifted = flat[:, length - 1:length - 1 + length * (2 * length - 1)]
+    bias = shifted.reshape(cfg.num_heads, length, 2 * length - 1)[:, :, :length]
+    return jnp.einsum('b,hqk->bhqk', jnp.ones(batch, cfg.dtype), bias)
 
 
 def rotary_embedding(x, positions, max_wavelength: int):
@@ -215,27 +250,24 @@ class MultiHeadAttention(nn.Module):
       query, key = (rotary_embedding(y, positions, cfg.rope_max_wavelength) for y in (query, key))
     groups = cfg.num_heads // cfg.kv_heads
 
-    if cached is None:
-      key, value = (jnp.repeat(y, groups, axis=2) for y in (key, value))  # [b, l, heads, d]
-      logits = jnp.einsum('bqhd,bkhd->bhqk', query, key)
-    else:
+    # Heads before positions from here on, in training as in decoding: XLA:CPU
+    # runs the batched matmuls ~10x faster so for short queries, and a few
+    # percent faster in training (BENCHMARKS.md); the cache is kept so too.
+    query, key, value = (jnp.swapaxes(y, 1, 2) for y in (query, key, value))  # [b, heads, l, d]
+    if cached is not None:
       at = (0, 0, cache_index, 0)
       cached = tuple(  # [batch, kv_heads, slots, head_dim]
-          jax.lax.dynamic_update_slice(old, jnp.swapaxes(new, 1, 2).astype(old.dtype), at)
+          jax.lax.dynamic_update_slice(old, new.astype(old.dtype), at)
           for old, new in zip(cached, (key, value)))
-      key, value = (jnp.repeat(y, groups, axis=1) for y in cached)  # [b, heads, slots, d]
-      query = jnp.swapaxes(query, 1, 2)  # [batch, heads, q, head_dim]
-      logits = jnp.einsum('bhqd,bhkd->bhqk', query, key.astype(query.dtype))
+      key, value = (y.astype(query.dtype) for y in cached)
+    key, value = (jnp.repeat(y, groups, axis=1) for y in (key, value))  # [b, heads, k, d]
+    logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
     logits = logits.astype(jnp.float32) + attention_bias.astype(jnp.float32)
     weights = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)  # [batch, heads, q, k]
     weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=self.deterministic)
-    out_shape, out_axes = (cfg.num_heads, cfg.head_dim, cfg.d_model), ('heads', 'kv', 'embed')
-    if cached is None:
-      context = jnp.einsum('bhqk,bkhd->bqhd', weights, value)  # [batch, q, heads, head_dim]
-      out = dense(self, 'out', context, 'bqhd,hde->bqe', out_shape, out_axes, attention_out_init)
-    else:  # XLA:CPU runs these batched matmuls ~10x faster in [batch, heads, q, ...] order
-      context = jnp.einsum('bhqk,bhkd->bhqd', weights, value.astype(weights.dtype))
-      out = dense(self, 'out', context, 'bhqd,hde->bqe', out_shape, out_axes, attention_out_init)
+    context = jnp.einsum('bhqk,bhkd->bhqd', weights, value)  # [batch, heads, q, head_dim]
+    out = dense(self, 'out', context, 'bhqd,hde->bqe', (cfg.num_heads, cfg.head_dim, cfg.d_model),
+                ('heads', 'kv', 'embed'), attention_out_init)
     out = nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
     return out, cached
 
