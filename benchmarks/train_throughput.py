@@ -25,9 +25,8 @@ import time
 
 from absl import app, flags
 import jax
-import numpy as np
 
-from benchmarks import machine
+from benchmarks import machine, synthetic
 from lamda_jax import config as config_lib
 from lamda_jax.model import stats
 from lamda_jax.training import metrics
@@ -47,20 +46,11 @@ _REMAT_POLICY = flags.DEFINE_string('remat_policy', '', 'Empty keeps the config\
 PEAK_MATMUL_SIZE = {'cpu': 2048}
 
 
-def _full_batch(experiment):
-  shape = (experiment.train.batch_size, experiment.train.seq_len)
-  tokens = np.random.default_rng(0).integers(3, experiment.model.vocab_size, shape, np.int32)
-  return {'inputs': tokens, 'targets': tokens, 'loss_weights': np.ones(shape, np.float32),
-          'segment_ids': np.ones(shape, np.int32),
-          'positions': np.broadcast_to(np.arange(shape[1], dtype=np.int32), shape),
-          'task_ids': np.zeros(shape, np.int32)}
-
-
 def jax_throughput(experiment, steps: int) -> float:
   trainer = trainer_lib.set_up(experiment)
   with trainer.activated():
     state = trainer.initial_state()
-    batch = jax.device_put(_full_batch(experiment), trainer.batch_sharding)
+    batch = jax.device_put(synthetic.full_batch(experiment), trainer.batch_sharding)
     for _ in range(2):  # compile, then one more untimed step
       state, step_metrics = trainer.update(state, batch)
     jax.block_until_ready(step_metrics)

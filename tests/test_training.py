@@ -11,7 +11,7 @@ import pytest
 from lamda_jax.config import ConfigError
 from lamda_jax.data import packed, packing, pipeline
 from lamda_jax.data.sampler import MixtureSampler
-from lamda_jax.training import loop, optimizers
+from lamda_jax.training import loop, losses, optimizers
 from tests import training_helpers as helpers
 
 
@@ -153,6 +153,23 @@ def test_per_task_loss_sums_to_total():
   weights = [batch['loss_weights'][batch['task_ids'] == t].sum() for t in (0, 1)]
   np.testing.assert_allclose(metrics['task_weight'], weights)
   np.testing.assert_allclose(metrics['task_loss'].sum() / sum(weights), metrics['loss'], rtol=1e-5)
+
+
+def test_accuracy_counts_tokens_whose_target_has_the_largest_logit():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 5, 40)).astype(np.float32)  # no ties: argmax decides
+  targets = rng.integers(0, 40, (3, 5)).astype(np.int32)
+  targets[0] = logits[0].argmax(-1)  # a row all right
+  weights = rng.uniform(0.5, 2.0, (3, 5)).astype(np.float32)
+  sums = losses.cross_entropy_sums(logits, targets, weights, np.zeros((3, 5), np.int32), 1, 0.0)
+  want = np.sum(weights * (logits.argmax(-1) == targets))
+  np.testing.assert_allclose(sums['task_correct'][0], want, rtol=1e-6)
+  # A tie at the top counts as right, whichever of the tied entries is the target.
+  tied = np.array([[[1.0, 3.0, 3.0, 0.0]]], np.float32)
+  for target, right in ((1, 1), (2, 1), (0, 0)):
+    sums = losses.cross_entropy_sums(tied, np.array([[target]], np.int32), np.ones((1, 1)),
+                                     np.zeros((1, 1), np.int32), 1, 0.0)
+    assert sums['task_correct'][0] == right
 
 
 def test_microbatches_must_divide_the_data_parallel_batch():

@@ -1,0 +1,139 @@
+"""Where a train step's time goes: the real step profiled per XLA thunk, each
+thunk named by the model operation it came from, summed by kind.
+
+  python -m benchmarks.train_profile --config=bench --precision=bfloat16
+
+Runs `trainer.set_up`'s update as benchmarks/train_throughput does, traces
+`--steps` steps with `jax.profiler`, reads the trace back
+(`jax.profiler.ProfileData`), and maps each thunk to its HLO instruction's
+`op_name` in the compiled step. Thunks on the two cores may overlap, so the
+kinds are shares of the summed thunk time, beside the wall time per step.
+Prints one JSON line and a table.
+"""
+
+import collections
+import dataclasses
+import importlib
+import json
+import pathlib
+import re
+import tempfile
+import time
+
+from absl import app, flags
+import jax
+
+from benchmarks import machine, synthetic
+from lamda_jax import config as config_lib
+from lamda_jax.training import trainer as trainer_lib
+
+_CONFIG = flags.DEFINE_string('config', 'bench', 'A config in lamda_jax.configs.')
+_PRECISION = flags.DEFINE_string('precision', 'bfloat16', 'Compute dtype.')
+_STEPS = flags.DEFINE_integer('steps', 2, 'Profiled steps (after 2 warm-up steps).')
+_TOP = flags.DEFINE_integer('top', 12, 'Slowest single thunks to list.')
+
+# Output projection equations, untied ('ev') and tied ('ve'), and their gradients.
+LOGITS = ('ble,ev->blv', 'blv,ev->ble', 'ble,blv->ev', 'ble,ve->blv', 'blv,ve->ble',
+          'blv,ble->ve')
+ATTENTION_DOTS = ('bhqd,bhkd->bhqk', 'bhqk,bhkd->bhqd')
+
+
+def kind_of(op_name: str) -> str:
+  """The kind of work an HLO `op_name` (JAX's name stack) belongs to."""
+  if not op_name:
+    return 'unnamed: copies and fusions XLA made'
+  if 'relpos_bias' in op_name:
+    return 'relative position bias'
+  if 'dot_general' in op_name:
+    if any(equation in op_name for equation in LOGITS):
+      return 'output projection (vocab logits) and its gradients'
+    if any(equation in op_name for equation in ATTENTION_DOTS):  # their gradients keep the name
+      return 'attention: batched dots over positions'
+    return 'projections (q, k, v, out, MLP) and their gradients'
+  for marker, kind in (('/attention/', 'attention: softmax, bias, masks, layout'),
+                       ('/mlp/', 'MLP: activations'), ('norm', 'norms')):
+    if marker in op_name:
+      return kind
+  if 'Decoder' in op_name:
+    return 'model: embedding, residuals, layout'
+  if 'jvp' in op_name or 'transpose' in op_name:
+    return 'loss and metrics'
+  return 'optimizer, clipping, the rest'
+
+
+def op_names(hlo_text: str) -> dict[str, str]:
+  """HLO instruction name -> its op_name metadata ('' for what XLA made
+  itself, such as layout copies), from a compiled module's text."""
+  names = {}
+  for line in hlo_text.splitlines():
+    found = re.search(r'^\s*(?:ROOT )?%(\S+) = ', line)
+    if found:
+      op_name = re.search(r'op_name="([^"]*)"', line)
+      names[found.group(1)] = op_name.group(1) if op_name else ''
+  return names
+
+
+def thunk_times(trace_dir: str, names: dict[str, str]) -> dict[str, int]:
+  """Nanoseconds per HLO instruction that ran as a thunk in the trace."""
+  [path] = [str(p) for p in pathlib.Path(trace_dir).rglob('*.xplane.pb')]
+  totals = collections.Counter()
+  for plane in jax.profiler.ProfileData.from_file(path).planes:
+    for line in plane.lines:
+      for event in line.events:
+        if event.name in names:
+          totals[event.name] += event.duration_ns
+  return totals
+
+
+def profile(experiment, steps: int) -> dict:
+  trainer = trainer_lib.set_up(experiment)
+  with trainer.activated():
+    state = trainer.initial_state()
+    batch = jax.device_put(synthetic.full_batch(experiment), trainer.batch_sharding)
+    for _ in range(2):
+      state, step_metrics = trainer.update(state, batch)
+    jax.block_until_ready(step_metrics)
+    names = op_names(trainer.update.lower(state, batch).compile().as_text())
+    with tempfile.TemporaryDirectory() as trace_dir:
+      start = time.perf_counter()
+      with jax.profiler.trace(trace_dir):
+        for _ in range(steps):
+          state, step_metrics = trainer.update(state, batch)
+        jax.block_until_ready(step_metrics)
+      wall = (time.perf_counter() - start) / steps
+      times = thunk_times(trace_dir, names)
+  by_kind = collections.Counter()
+  for name, nanoseconds in times.items():
+    by_kind[kind_of(names[name])] += nanoseconds / steps
+  total = sum(by_kind.values())
+  slowest = sorted(times.items(), key=lambda item: -item[1])
+  return {'wall_seconds_per_step': wall, 'thunk_seconds_per_step': total / 1e9,
+          'by_kind': {kind: {'seconds': t / 1e9, 'share': t / total}
+                      for kind, t in by_kind.most_common()},
+          'slowest': [{'thunk': name, 'seconds': t / steps / 1e9, 'op_name': names[name]}
+                      for name, t in slowest]}
+
+
+def main(argv):
+  del argv
+  experiment = config_lib.load(
+      importlib.import_module(f'lamda_jax.configs.{_CONFIG.value}').get_config())
+  experiment = dataclasses.replace(
+      experiment, model=dataclasses.replace(experiment.model, dtype=_PRECISION.value),
+      train=dataclasses.replace(experiment.train, optimizer='adamw', warmup_steps=0),
+      data=dataclasses.replace(experiment.data, streams=1))
+  result = profile(experiment, _STEPS.value)
+  result['slowest'] = result['slowest'][:_TOP.value]
+  print(json.dumps({'system': f'jax_{jax.__version__}', 'cpu': machine.describe_cpu(),
+                    'config': experiment.name, 'precision': _PRECISION.value, **result}))
+  print(f"\nwall {result['wall_seconds_per_step']:.3f} s per step; "
+        f"thunks {result['thunk_seconds_per_step']:.3f} s (both cores)")
+  for kind, entry in result['by_kind'].items():
+    print(f"{entry['seconds'] * 1e3:9.1f} ms  {entry['share']:6.1%}  {kind}")
+  print('\nslowest thunks:')
+  for entry in result['slowest']:
+    print(f"{entry['seconds'] * 1e3:9.1f} ms  {entry['thunk']:28s} {entry['op_name'][-80:]}")
+
+
+if __name__ == '__main__':
+  app.run(main)
