@@ -63,13 +63,25 @@ def kind_of(op_name: str) -> str:
 
 def op_names(hlo_text: str) -> dict[str, str]:
   """HLO instruction name -> its op_name metadata ('' for what XLA made
-  itself, such as layout copies), from a compiled module's text."""
+  itself, such as layout copies), from a compiled module's text. A fusion
+  that holds a dot is named by the dot (XLA:CPU fuses attention's score dot
+  with the softmax's max and exp, named by the last of them)."""
+  dots, computation = {}, None  # computation name -> op_name of a dot in it
+  for line in hlo_text.splitlines():
+    header = re.match(r'^(?:ENTRY )?%(\S+) .*\{$', line)
+    if header:
+      computation = header.group(1)
+    dot = re.search(r' dot\(.*?op_name="([^"]*)"', line)
+    if dot and computation:
+      dots.setdefault(computation, dot.group(1))
   names = {}
   for line in hlo_text.splitlines():
     found = re.search(r'^\s*(?:ROOT )?%(\S+) = ', line)
     if found:
       op_name = re.search(r'op_name="([^"]*)"', line)
-      names[found.group(1)] = op_name.group(1) if op_name else ''
+      called = re.search(r'calls=%([^,\s]+)', line)
+      names[found.group(1)] = ((called and dots.get(called.group(1))) or
+                               (op_name.group(1) if op_name else ''))
   return names
 
 

@@ -9,17 +9,27 @@ from lamda_jax import config as config_lib
 from tests.configs import tiny_docs
 
 HLO = '''
-ENTRY %main {
+%fused_computation.256 (param_0: f32[8,64], param_1: f32[8,64]) -> f32[8,8] {
+  %param_0 = f32[8,64]{1,0} parameter(0)
+  %dot_general.24 = f32[8,8]{1,0} dot(%param_0, %param_1), lhs_contracting_dims={1}, rhs_contracting_dims={1}, metadata={op_name="jit(train_step)/jvp(Decoder)/layers_4/attention/bhqd,bhkd->bhqk/dot_general"}
+  ROOT %exp.3 = f32[8,8]{1,0} exponential(%dot_general.24), metadata={op_name="jit(train_step)/jvp(Decoder)/layers_4/attention/exp"}
+}
+
+ENTRY %main (a: f32[8,64]) -> f32[8,8] {
   %ynn_fusion.5 = f32[512,32000]{1,0} fusion(%a, %b), kind=kCustom, metadata={op_name="jit(train_step)/transpose(jvp(Decoder))/ble,blv->ev/dot_general" stack_frame_id=1}
+  %ynn_fusion.256 = f32[8,8]{1,0} fusion(%a, %a), kind=kCustom, calls=%fused_computation.256, metadata={op_name="jit(train_step)/jvp(Decoder)/layers_4/attention/reduce_max"}
   ROOT %copy.1 = f32[8,8]{1,0} copy(%c)
 }
 '''
 
 
-def test_op_names_are_read_from_the_compiled_text():
-  assert train_profile.op_names(HLO) == {
-      'ynn_fusion.5': 'jit(train_step)/transpose(jvp(Decoder))/ble,blv->ev/dot_general',
-      'copy.1': ''}
+def test_op_names_are_read_from_the_compiled_text_and_a_fusion_is_named_by_its_dot():
+  names = train_profile.op_names(HLO)
+  assert names['ynn_fusion.5'] == 'jit(train_step)/transpose(jvp(Decoder))/ble,blv->ev/dot_general'
+  assert names['ynn_fusion.256'] == ('jit(train_step)/jvp(Decoder)/layers_4/attention/'
+                                     'bhqd,bhkd->bhqk/dot_general')
+  assert names['copy.1'] == ''
+  assert names['exp.3'].endswith('/exp')
 
 
 @pytest.mark.parametrize('op_name,kind', [
