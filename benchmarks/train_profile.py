@@ -27,10 +27,16 @@ from benchmarks import machine, synthetic
 from lamda_jax import config as config_lib
 from lamda_jax.training import trainer as trainer_lib
 
-_CONFIG = flags.DEFINE_string('config', 'bench', 'A config in lamda_jax.configs.')
-_PRECISION = flags.DEFINE_string('precision', 'bfloat16', 'Compute dtype.')
-_STEPS = flags.DEFINE_integer('steps', 2, 'Profiled steps (after 2 warm-up steps).')
-_TOP = flags.DEFINE_integer('top', 12, 'Slowest single thunks to list.')
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  """Defined only when run as a script: the suite imports this module beside
+  others that define --config."""
+  flags.DEFINE_string('config', 'bench', 'A config in lamda_jax.configs.')
+  flags.DEFINE_string('precision', 'bfloat16', 'Compute dtype.')
+  flags.DEFINE_integer('steps', 2, 'Profiled steps (after 2 warm-up steps).')
+  flags.DEFINE_integer('top', 12, 'Slowest single thunks to list.')
 
 # Output projection equations, untied ('ev') and tied ('ve'), and their gradients.
 LOGITS = ('ble,ev->blv', 'blv,ev->ble', 'ble,blv->ev', 'ble,ve->blv', 'blv,ve->ble',
@@ -129,15 +135,15 @@ def profile(experiment, steps: int) -> dict:
 def main(argv):
   del argv
   experiment = config_lib.load(
-      importlib.import_module(f'lamda_jax.configs.{_CONFIG.value}').get_config())
+      importlib.import_module(f'lamda_jax.configs.{FLAGS.config}').get_config())
   experiment = dataclasses.replace(
-      experiment, model=dataclasses.replace(experiment.model, dtype=_PRECISION.value),
+      experiment, model=dataclasses.replace(experiment.model, dtype=FLAGS.precision),
       train=dataclasses.replace(experiment.train, optimizer='adamw', warmup_steps=0),
       data=dataclasses.replace(experiment.data, streams=1))
-  result = profile(experiment, _STEPS.value)
-  result['slowest'] = result['slowest'][:_TOP.value]
+  result = profile(experiment, FLAGS.steps)
+  result['slowest'] = result['slowest'][:FLAGS.top]
   print(json.dumps({'system': f'jax_{jax.__version__}', 'cpu': machine.describe_cpu(),
-                    'config': experiment.name, 'precision': _PRECISION.value, **result}))
+                    'config': experiment.name, 'precision': FLAGS.precision, **result}))
   print(f"\nwall {result['wall_seconds_per_step']:.3f} s per step; "
         f"thunks {result['thunk_seconds_per_step']:.3f} s (both cores)")
   for kind, entry in result['by_kind'].items():
@@ -148,4 +154,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
