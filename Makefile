@@ -6,8 +6,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 WORKDIR ?= runs/demo
 GROUNDED_QUESTIONS ?= 60
-# The demo is the CPU embedded default; without this JAX probes for a TPU first.
-RUN := JAX_PLATFORMS=cpu $(BIN)/python -m lamda_jax.main
+# CPU runs: without JAX_PLATFORMS JAX probes for a TPU first. XLA:CPU's large
+# buffers are mmap'd and freed every step, so each step faults their pages in
+# again; glibc's hugetlb tunable asks for transparent huge pages there: a
+# `bench` bf16 step's faults fall from 1.5M to 0.13M, its time by ~20%
+# (BENCHMARKS.md). A no-op where THP is off or glibc is older than 2.35.
+CPU_ENV := JAX_PLATFORMS=cpu GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+RUN := $(CPU_ENV) $(BIN)/python -m lamda_jax.main
 
 .PHONY: demo chat chat-research data lint test test-slow bench plan lock venv clean
 
@@ -116,12 +121,12 @@ $(BENCH_VENV)/.installed:
 	touch $@
 
 bench: $(INSTALLED) $(BENCH_VENV)/.installed data
-	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.train_throughput \
+	$(CPU_ENV) $(BIN)/python -m benchmarks.train_throughput \
 	  --peer_python=$(BENCH_VENV)/bin/python
-	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.input_pipeline
-	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.decode_throughput \
+	$(CPU_ENV) $(BIN)/python -m benchmarks.input_pipeline
+	$(CPU_ENV) $(BIN)/python -m benchmarks.decode_throughput \
 	  --peer_python=$(BENCH_VENV)/bin/python
-	JAX_PLATFORMS=cpu $(BIN)/python -m benchmarks.serve_load
+	$(CPU_ENV) $(BIN)/python -m benchmarks.serve_load
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache

@@ -84,6 +84,7 @@ def main(argv):
   for precision in _PRECISIONS.value:
     run = dataclasses.replace(experiment, model=dataclasses.replace(cfg, dtype=precision))
     print(json.dumps({'system': f'lamda_jax (jax {jax.__version__})', 'cpu': CPU,
+                      'host_memory': machine.describe_host_memory(),
                       'device': DEVICE, 'config': experiment.name,
                       'task': 'generate', 'precision': precision,
                       **measure(run, _REPEATS.value)}), flush=True)
@@ -96,7 +97,8 @@ def main(argv):
         f'--batch={CANDIDATES}', f'--prompt={PROMPT}', f'--new_tokens={NEW_TOKENS}',
         f'--steps={_REPEATS.value}', f'--precisions={",".join(_PRECISIONS.value)}',
         f'--device={"cuda" if jax.default_backend() == "gpu" else "cpu"}'],
-        check=True, stdout=sys.stdout)
+        check=True, stdout=sys.stdout,
+        env=machine.peer_environment())
 
 
 if __name__ == '__main__':

@@ -40,6 +40,27 @@ def describe_cpu(cpuinfo: str | None = None) -> dict:
   return described
 
 
+def describe_host_memory(thp_mode_path: str = '/sys/kernel/mm/transparent_hugepage/enabled'
+                         ) -> dict:
+  """What decides how fast XLA:CPU's buffers are faulted in each step: glibc's
+  tunables (the Makefile's CPU_ENV asks for huge pages) and the kernel's
+  transparent huge page mode (the bracketed one of 'always [madvise] never')."""
+  try:
+    with open(thp_mode_path, encoding='utf-8') as f:
+      modes = f.read()
+    mode = modes[modes.index('[') + 1:modes.index(']')]
+  except (OSError, ValueError):
+    mode = 'unknown'
+  return {'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''), 'transparent_hugepage': mode}
+
+
+def peer_environment() -> dict:
+  """This process's environment without GLIBC_TUNABLES, for the peer: torch
+  ran its `bench` steps 15-20% slower with huge pages asked for, so it runs
+  with glibc's defaults, its faster setting (BENCHMARKS.md)."""
+  return {key: value for key, value in os.environ.items() if key != 'GLIBC_TUNABLES'}
+
+
 KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'arithmetic_limit.c')
 
 

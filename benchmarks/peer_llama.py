@@ -17,6 +17,7 @@ import torch
 import transformers
 
 CPU = machine.describe_cpu()  # the peer's lines name their CPU too
+HOST_MEMORY = machine.describe_host_memory()
 
 
 def _synchronize(device):
@@ -111,16 +112,16 @@ def main():
   if args.task == 'generate':
     for precision in precisions:
       print(json.dumps({
-          'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'device': device,
-          'config': args.name,
+          'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'host_memory': HOST_MEMORY,
+          'device': device, 'config': args.name,
           'task': 'generate', 'precision': precision,
           'new_tokens_per_second': generate_throughput(args, precision == 'bfloat16'),
           'torch_threads': torch.get_num_threads()}), flush=True)
     return
   for precision in precisions:
     print(json.dumps({
-        'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'device': device,
-        'config': args.name,
+        'system': f'hf_llama_torch_{torch.__version__}', 'cpu': CPU, 'host_memory': HOST_MEMORY,
+        'device': device, 'config': args.name,
         'precision': precision + (' (autocast)' if precision == 'bfloat16' else ''),
         'tokens_per_second': train_throughput(args, precision == 'bfloat16'),
         'gemm_peak_flops': gemm_peak(getattr(torch, precision), args.device),

@@ -143,6 +143,7 @@ def main(argv):
   result = profile(experiment, FLAGS.steps)
   result['slowest'] = result['slowest'][:FLAGS.top]
   print(json.dumps({'system': f'jax_{jax.__version__}', 'cpu': machine.describe_cpu(),
+                    'host_memory': machine.describe_host_memory(),
                     'config': experiment.name, 'precision': FLAGS.precision, **result}))
   print(f"\nwall {result['wall_seconds_per_step']:.3f} s per step; "
         f"thunks {result['thunk_seconds_per_step']:.3f} s (both cores)")

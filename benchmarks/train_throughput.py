@@ -73,6 +73,7 @@ def main(argv):
   bounds = {'float32': limit.get('f32_flops'),
             'bfloat16': limit.get('bf16_flops') if limit.get('bf16_is_bound') else None}
   print(json.dumps({'system': f'jax_{jax.__version__}', 'cpu': CPU, 'device': DEVICE,
+                    'host_memory': machine.describe_host_memory(),
                     'gemm_peak_flops': peaks, 'arithmetic_limit': limit,
                     'devices': jax.device_count()}), flush=True)
   for name in _CONFIGS.value:
@@ -106,7 +107,8 @@ def main(argv):
           f'--layers={cfg.num_layers}', f'--heads={cfg.num_heads}', f'--head_dim={cfg.head_dim}',
           f'--seq_len={experiment.train.seq_len}', f'--batch={experiment.train.batch_size}',
           f'--steps={_STEPS.value}', f'--precisions={",".join(_PRECISIONS.value)}',
-          f'--device={"cuda" if backend == "gpu" else "cpu"}'], check=True, stdout=sys.stdout)
+          f'--device={"cuda" if backend == "gpu" else "cpu"}'], check=True, stdout=sys.stdout,
+          env=machine.peer_environment())
 
 
 if __name__ == '__main__':
