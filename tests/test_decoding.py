@@ -95,8 +95,10 @@ def test_decoding_stops_at_the_end_of_response():
   params['logits_dense'][0, tokenizer_lib.EOS_ID] = 1.0
   out = _generate(model, params, GREEDY)
   assert np.all(out['finished'])
-  # The loop stopped after the first step: one slot written after the prompts.
-  assert int(out['cache'].length) == max(map(len, PROMPTS)) + 1 + 1
+  # The loop stopped after the first step: one slot written after the prompts,
+  # which the candidates share.
+  assert int(out['cache'].length) == 1
+  assert int(out['cache'].prefix.length) == max(map(len, PROMPTS)) + 1
   assert not np.any(out['lengths'])
   assert not np.any(out['tokens'][..., 1:])
   assert np.all(out['tokens'][..., 0] == tokenizer_lib.EOS_ID)

@@ -86,14 +86,42 @@ def test_cached_steps_equal_the_full_pass_on_packed_rows(scan_layers, changes):
                              rtol=1e-5)
 
 
-def test_repeat_shares_a_prompt_between_candidates():
-  cfg, params, tokens = _setup(False)
-  apply = jax.jit(lambda t, pos, c: Decoder(cfg).apply({'params': params}, t, pos,
-                                                       jnp.ones_like(t), cache=c))
-  positions = jnp.broadcast_to(jnp.arange(LENGTH), tokens.shape)
-  _, cache = apply(tokens[:, :10], positions[:, :10], KVCache.empty(cfg, 2, 12))
-  shared = cache.repeat(3)
-  follow = jnp.repeat(tokens[:, 10:11], 3, axis=0)
-  logits, _ = apply(follow, jnp.full_like(follow, 10), shared)
-  full = Decoder(cfg).apply({'params': params}, tokens[:, :11])[:, 10]
-  np.testing.assert_allclose(logits[:, 0], jnp.repeat(full, 3, axis=0), atol=2e-5, rtol=1e-5)
+@pytest.mark.parametrize('scan_layers,changes', [(False, {}), (True, {}), (True, ROPE_GQA)],
+                         ids=['unrolled', 'scanned', 'scanned-rope-gqa'])
+def test_candidates_reading_a_shared_prompt_equal_full_passes(scan_layers, changes):
+  """Two padded prompts (10 and 7 tokens) shared by 3 candidates each; every
+  candidate writes its own continuation (a token, then a chunk of two, one
+  candidate ending early in padding) and each real token's logits are a full
+  pass's over `<prompt> <continuation>`."""
+  cfg, params, tokens = _setup(scan_layers, **changes)
+  apply = jax.jit(lambda t, pos, seg, c: Decoder(cfg).apply({'params': params}, t, pos, seg,
+                                                            cache=c))
+  lengths = np.asarray([10, 7])
+  prompt_segments = (np.arange(10)[None] < lengths[:, None]).astype(np.int32)
+  prompt_positions = np.where(prompt_segments, np.arange(10)[None], 0)
+  _, prompt_cache = apply(tokens[:, :10], prompt_positions, prompt_segments,
+                          KVCache.empty(cfg, 2, 10))
+  cache = prompt_cache.shared_by(3, 4)
+  assert cache.positions.shape == (6, 4) and cache.prefix is prompt_cache
+  # Candidate c of prompt i continues with its own tokens from tokens[i, 12 + 3c:].
+  follow = np.stack([np.asarray(tokens[i, 12 + 3 * c:15 + 3 * c]) for i in range(2)
+                     for c in range(3)])  # [6, 3]
+  segments = np.ones_like(follow)
+  segments[4, 1:] = 0  # prompt 1's second candidate ends after one token
+  positions = np.repeat(lengths, 3)[:, None] + np.arange(3)[None]
+  first, cache = apply(follow[:, :1], positions[:, :1], segments[:, :1], cache)
+  rest, cache = apply(follow[:, 1:], positions[:, 1:], segments[:, 1:], cache)
+  assert int(cache.length) == 3 and cache.prefix is not None
+  cached = np.concatenate([first, rest], axis=1)
+  for row in range(6):
+    prompt = np.asarray(tokens[row // 3, :lengths[row // 3]])
+    real = int(segments[row].sum())
+    full = Decoder(cfg).apply({'params': params},
+                              np.concatenate([prompt, follow[row, :real]])[None])
+    np.testing.assert_allclose(cached[row, :real], full[0, len(prompt):], atol=2e-5, rtol=1e-5)
+
+
+def test_a_shared_prefix_is_not_shared_again():
+  cfg, _, _ = _setup(False)
+  with pytest.raises(ValueError, match='already reads a shared prefix'):
+    KVCache.empty(cfg, 2, 4).shared_by(3, 4).shared_by(2, 4)

@@ -25,12 +25,12 @@ class DecoderLayer(nn.Module):
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, attention_bias, positions, cached=None, cache_index=None):
+  def __call__(self, x, attention_bias, positions, cached=None, cache_index=None, prefix=None):
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # same mask along length (T5)
     h = layers.RMSNorm(cfg, name='pre_attention_norm')(x)
     h, updated = layers.MultiHeadAttention(cfg, self.deterministic, name='attention')(
-        h, attention_bias, positions, cached, cache_index)
+        h, attention_bias, positions, cached, cache_index, prefix)
     x = x + dropout(h, deterministic=self.deterministic)
     h = layers.RMSNorm(cfg, name='pre_mlp_norm')(x)
     h = layers.GatedMlp(cfg, self.deterministic, name='mlp')(h)
@@ -98,13 +98,21 @@ class Decoder(nn.Module):
     # One relative bias table shared by all layers (T5), masking folded into
     # the same bias; under RoPE the bias is the mask alone, shared by the heads.
     if cache is None:
-      key_positions, mask = positions, attention_mask(segment_ids)
+      mask = attention_mask(segment_ids)
     else:  # the chunk takes the next slots; the caller sizes the cache to fit
       at = (0, cache.length)
-      key_positions = jax.lax.dynamic_update_slice(cache.positions, positions.astype(jnp.int32), at)
+      slot_positions = jax.lax.dynamic_update_slice(cache.positions, positions.astype(jnp.int32), at)
       slot_segment_ids = jax.lax.dynamic_update_slice(cache.segment_ids,
                                                       segment_ids.astype(jnp.int32), at)
-      mask = cached_attention_mask(segment_ids, slot_segment_ids, cache.length)
+      key_positions, key_segment_ids, first_slot = slot_positions, slot_segment_ids, cache.length
+      if cache.prefix is not None:  # a shared prefix's slots come first, for each row
+        copies = tokens.shape[0] // cache.prefix.positions.shape[0]
+        key_positions, key_segment_ids = (
+            jnp.concatenate([jnp.repeat(shared, copies, axis=0), own], axis=1)
+            for shared, own in ((cache.prefix.positions, slot_positions),
+                                (cache.prefix.segment_ids, slot_segment_ids)))
+        first_slot = first_slot + cache.prefix.positions.shape[1]
+      mask = cached_attention_mask(segment_ids, key_segment_ids, first_slot)
     if cfg.position_encoding == 'relative_bias':
       relative_bias = layers.RelativePositionBias(cfg, name='relpos_bias')
       if cache is None:  # positions advance by one within a segment: in-row distances
@@ -121,23 +129,32 @@ class Decoder(nn.Module):
     if cfg.remat_policy != 'none':
       layer = nn.remat(layer, policy=config_lib.REMAT_POLICIES[cfg.remat_policy],
                        prevent_cse=not cfg.scan_layers)
+    def layer_cache(index=slice(None)):
+      """(this layer's (keys, values), the slot to write[, its shared prefix's (keys, values)])."""
+      if cache is None:
+        return ()
+      prefix = () if cache.prefix is None else ((cache.prefix.keys[index],
+                                                 cache.prefix.values[index]),)
+      return ((cache.keys[index], cache.values[index]), cache.length) + prefix
+
     if cfg.scan_layers:
-      cached = () if cache is None else ((cache.keys, cache.values), cache.length)
+      cached = layer_cache()
       stack = nn.scan(layer, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
-                      in_axes=(nn.broadcast, nn.broadcast) + (0, nn.broadcast)[:len(cached)],
+                      in_axes=(nn.broadcast, nn.broadcast) + (0, nn.broadcast, 0)[:len(cached)],
                       length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: 'layers'})
       x, updated = stack(cfg, deterministic, name='layers')(x, attention_bias, positions, *cached)
     else:
       per_layer = []
       for index in range(cfg.num_layers):
-        cached = () if cache is None else ((cache.keys[index], cache.values[index]), cache.length)
+        cached = layer_cache(index)
         x, layer_kv = layer(cfg, deterministic, name=f'layers_{index}')(x, attention_bias,
                                                                         positions, *cached)
         per_layer.append(layer_kv)
       updated = None if cache is None else tuple(zip(*per_layer))  # (keys, values) per layer
 
     if cache is not None:
-      cache = KVCache(*updated, key_positions, slot_segment_ids, cache.length + tokens.shape[1])
+      cache = KVCache(*updated, slot_positions, slot_segment_ids, cache.length + tokens.shape[1],
+                      cache.prefix)
     def returned(out):
       return out if cache is None else (out, cache)
 

@@ -1,7 +1,8 @@
 """Sampling candidate responses with the KV cache, in one jitted call.
 
-A batch of prompts is run once into the cache; each prompt's cache is then
-shared by its N candidates, which advance one token per step of a
+A batch of prompts is run once into a cache; each prompt's cache is then the
+shared prefix of its N candidates' caches (read in place, held once), and they
+advance one token per step of a
 `lax.while_loop` until all of them have ended (EOS) or `max_new_tokens`.
 Shapes are static, so one compilation serves every request of a size.
 
@@ -82,7 +83,8 @@ def generate(params, prompts, prompt_lengths, rngs, *, model, sampling: Sampling
   before EOS), finished [batch, N], log_likelihood [batch, N] (sum of log p of
   the response and its EOS under the unmodified model), and the cache of
   `<prompt> <response>` per candidate (rows batch-major: prompt i's
-  candidates are rows i*N .. i*N+N-1) with `next_positions` [batch * N].
+  candidates are rows i*N .. i*N+N-1, reading prompt i from `cache.prefix`)
+  with `next_positions` [batch * N].
 
   Candidate c of prompt i draws its tokens from its own key (split from
   rngs[i], folded with the step), so a prompt's candidates do not depend on
@@ -94,14 +96,15 @@ def generate(params, prompts, prompt_lengths, rngs, *, model, sampling: Sampling
   def apply(tokens, positions, segments, cache):
     return model.apply({'params': params}, tokens, positions, segments, cache=cache)
 
-  # Spare slots after the longest response hold the attribute suffixes scoring appends.
-  logits, cache = kv_cache.prefill(model, params, prompts, prompt_lengths,
-                                   length + steps + scoring.SUFFIX_SLOTS)
+  logits, prompt_cache = kv_cache.prefill(model, params, prompts, prompt_lengths, length)
   last = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
 
   rows = batch * candidates
   state = dict(
-      step=jnp.zeros((), jnp.int32), cache=cache.repeat(candidates),
+      # Each prompt's cache is the shared prefix of its candidates' own slots;
+      # spare slots after the longest response hold the attribute suffixes scoring appends.
+      step=jnp.zeros((), jnp.int32),
+      cache=prompt_cache.shared_by(candidates, steps + scoring.SUFFIX_SLOTS),
       logits=jnp.repeat(last, candidates, axis=0),  # [rows, vocab]
       next_positions=jnp.repeat(prompt_lengths, candidates).astype(jnp.int32),
       tokens=jnp.zeros((rows, steps), jnp.int32), lengths=jnp.zeros((rows,), jnp.int32),
