@@ -34,22 +34,25 @@ DEVICE = jax.devices()[0].device_kind
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed generations per measurement (after one '
-                                'compiling run).')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed generations per measurement.')
+_WARMUP = flags.DEFINE_integer('warmup', 6, 'Untimed generations before them, for both systems: '
+                               'the first compiles, and on a CPU the next few still run up to '
+                               '30% slower.')
 _PRECISIONS = flags.DEFINE_list('precisions', ['float32', 'bfloat16'], 'Compute dtypes.')
 CANDIDATES, PROMPT, NEW_TOKENS = 16, 128, 64
 SUFFIXES = ((5, 6, 7), (5, 8, 7), (5, 9, 7), (5, 10, 7))  # four 3-token attribute suffixes
 
 
-def _timed(fn, repeats):
-  jax.block_until_ready(fn())  # compile
+def _timed(fn, repeats, warmup):
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
   start = time.perf_counter()
   for _ in range(repeats):
     out = jax.block_until_ready(fn())
   return (time.perf_counter() - start) / repeats, out
 
 
-def measure(experiment, repeats: int) -> dict:
+def measure(experiment, repeats: int, warmup: int) -> dict:
   trainer = trainer_lib.set_up(experiment)
   model = trainer.model
   # Sampling runs to the end: with random weights EOS (1 in 32000) almost never comes.
@@ -60,7 +63,7 @@ def measure(experiment, repeats: int) -> dict:
     params = decoding.inference_params(trainer.initial_state().params, experiment.model)
     generate_seconds, out = _timed(lambda: decoding.generate(
         params, jnp.asarray(prompt), jnp.asarray([PROMPT]), jax.random.key(0)[None], model=model,
-        sampling=sampling), repeats)
+        sampling=sampling), repeats, warmup)
     cache = out['cache']
 
     def score(cache):
@@ -87,7 +90,8 @@ def main(argv):
                       'host_memory': machine.describe_host_memory(),
                       'device': DEVICE, 'config': experiment.name,
                       'task': 'generate', 'precision': precision,
-                      **measure(run, _REPEATS.value)}), flush=True)
+                      'warmup': _WARMUP.value, **measure(run, _REPEATS.value, _WARMUP.value)}),
+          flush=True)
   if _PEER_PYTHON.value:
     subprocess.run([
         _PEER_PYTHON.value, 'benchmarks/peer_llama.py', '--task=generate',
@@ -95,7 +99,7 @@ def main(argv):
         f'--d_ff={cfg.d_ff}', f'--layers={cfg.num_layers}', f'--heads={cfg.num_heads}',
         f'--head_dim={cfg.head_dim}', f'--seq_len={experiment.train.seq_len}',
         f'--batch={CANDIDATES}', f'--prompt={PROMPT}', f'--new_tokens={NEW_TOKENS}',
-        f'--steps={_REPEATS.value}', f'--precisions={",".join(_PRECISIONS.value)}',
+        f'--steps={_REPEATS.value}', f'--warmup={_WARMUP.value}', f'--precisions={",".join(_PRECISIONS.value)}',
         f'--device={"cuda" if jax.default_backend() == "gpu" else "cpu"}'],
         check=True, stdout=sys.stdout,
         env=machine.peer_environment())

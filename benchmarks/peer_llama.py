@@ -85,7 +85,8 @@ def generate_throughput(args, bf16: bool) -> float:
                             max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                             use_cache=True, pad_token_id=0)
 
-  generate()  # warm-up
+  for _ in range(args.warmup):
+    generate()
   _synchronize(args.device)
   start = time.perf_counter()
   for _ in range(args.steps):
@@ -102,6 +103,7 @@ def main():
     parser.add_argument(f'--{name}', type=int, required=True)
   parser.add_argument('--prompt', type=int, default=128)
   parser.add_argument('--new_tokens', type=int, default=64)
+  parser.add_argument('--warmup', type=int, default=1, help='untimed generations first')
   parser.add_argument('--name', required=True)
   parser.add_argument('--task', choices=('train', 'generate'), default='train')
   parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
