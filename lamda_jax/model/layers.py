@@ -211,21 +211,6 @@ def rotary_embedding(x, positions, max_wavelength: int):
                          axis=-1).astype(x.dtype)
 
 
-def _f32_einsum(equation: str, a, b):
-  """`einsum` with a float32 result, for attention over a cache.
-
-  In a bf16 decoding step this is 15-20% faster on XLA:CPU than bf16 results
-  (BENCHMARKS.md): XLA:CPU multiplies batched bf16 dots in f32 anyway, and
-  rounding scores and contexts to bf16 between them costs more than it
-  saves. On a CPU the operands are converted explicitly, since XLA:CPU's
-  DotThunk rejects a batched bf16 x bf16 -> f32 dot that YNNPACK does not
-  take; TPUs and GPUs accumulate bf16 in f32 natively, so there it is asked for.
-  """
-  if jax.default_backend() == 'cpu':
-    return jnp.einsum(equation, a.astype(jnp.float32), b.astype(jnp.float32))
-  return jnp.einsum(equation, a, b, preferred_element_type=jnp.float32)
-
-
 class MultiHeadAttention(nn.Module):
   """Self-attention with heads x head_dim independent of d_model, and optionally
   fewer key/value heads than query heads (grouped-query attention)."""
@@ -277,25 +262,30 @@ class MultiHeadAttention(nn.Module):
       cached = tuple(  # [batch, kv_heads, slots, head_dim]
           jax.lax.dynamic_update_slice(old, new.astype(old.dtype), at)
           for old, new in zip(cached, (key, value)))
-      key, value = (y.astype(query.dtype) for y in cached)
+      key, value = cached
+    # On a CPU attention runs in f32: XLA:CPU multiplies batched bf16 dots in
+    # f32 anyway, and rounding scores and weights to bf16 between them cost
+    # more than it saved (bf16 `bench` training 12% faster, decoding 17%;
+    # BENCHMARKS.md). TPUs and GPUs multiply bf16 natively and keep cfg.dtype.
+    dtype = jnp.float32 if jax.default_backend() == 'cpu' else jnp.dtype(cfg.dtype)
+    query, key, value = (y.astype(dtype) for y in (query, key, value))
     key, value = (jnp.repeat(y, groups, axis=1) for y in (key, value))  # [b, heads, k, d]
-    einsum = jnp.einsum if cached is None else _f32_einsum  # f32 scores when decoding
-    logits = einsum('bhqd,bhkd->bhqk', query, key)
+    logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
     if prefix is not None:  # its scores come first, as its slots do in attention_bias
-      shared_key, shared_value = (jnp.repeat(y.astype(query.dtype), groups, axis=1)
+      shared_key, shared_value = (jnp.repeat(y.astype(dtype), groups, axis=1)
                                   for y in prefix)  # [batch / copies, heads, p, head_dim]
       grouped = query.reshape(shared_key.shape[0], -1, *query.shape[1:])  # [b/c, c, h, q, d]
-      shared_logits = einsum('bchqd,bhpd->bchqp', grouped, shared_key)
+      shared_logits = jnp.einsum('bchqd,bhpd->bchqp', grouped, shared_key)
       logits = jnp.concatenate([shared_logits.reshape(*logits.shape[:3], -1), logits], axis=-1)
     logits = logits.astype(jnp.float32) + attention_bias.astype(jnp.float32)
-    weights = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)  # [batch, heads, q, (p +) k]
+    weights = jax.nn.softmax(logits, axis=-1).astype(dtype)  # [batch, heads, q, (p +) k]
     weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=self.deterministic)
     context = 0
     if prefix is not None:
       shared_weights, weights = jnp.split(weights, [shared_key.shape[2]], axis=-1)
       shared_weights = shared_weights.reshape(*grouped.shape[:-1], -1)  # [b/c, c, h, q, p]
-      context = einsum('bchqp,bhpd->bchqd', shared_weights, shared_value).reshape(query.shape)
-    context = context + einsum('bhqk,bhkd->bhqd', weights, value)  # [batch, heads, q, head_dim]
+      context = jnp.einsum('bchqp,bhpd->bchqd', shared_weights, shared_value).reshape(query.shape)
+    context = context + jnp.einsum('bhqk,bhkd->bhqd', weights, value)  # [b, heads, q, head_dim]
     context = context.astype(cfg.dtype)
     out = dense(self, 'out', context, 'bhqd,hde->bqe', (cfg.num_heads, cfg.head_dim, cfg.d_model),
                 ('heads', 'kv', 'embed'), attention_out_init)
