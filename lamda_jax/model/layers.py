@@ -112,6 +112,17 @@ def relative_position_bucket(relative_position, bidirectional=True, num_buckets=
   return bucket + jnp.where(is_small, distance, large)
 
 
+def attention_dtype(cfg: ModelConfig):
+  """What attention's scores, softmax and position bias are computed in.
+
+  On a CPU, float32: XLA:CPU multiplies batched bf16 dots in f32 anyway, and
+  rounding scores, weights and the bias to bf16 between them cost more than
+  it saved (bf16 `bench` training ~15% faster, decoding ~17%; BENCHMARKS.md).
+  TPUs and GPUs multiply bf16 natively and keep the compute dtype.
+  """
+  return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else cfg.dtype)
+
+
 class RMSNorm(nn.Module):
   """T5 LayerNorm: scale by the root mean square; no mean subtraction, no bias."""
   config: ModelConfig
@@ -151,6 +162,11 @@ class RelativePositionBias(nn.Module):
                                  (cfg.num_heads, cfg.relative_attention_num_buckets),
                                  ('heads', 'relpos_buckets'))
 
+  def _table(self):
+    """[heads, buckets] in attention_dtype, holding compute-dtype values: the
+    same bias from stored parameters as from decoding.inference_params'."""
+    return self.table.astype(self.config.dtype).astype(attention_dtype(self.config))
+
   def _buckets(self, relative):
     cfg = self.config
     return relative_position_bucket(relative, bidirectional=False,
@@ -162,8 +178,7 @@ class RelativePositionBias(nn.Module):
     any positions (the cache's slots hold them out of order); no gradient path
     needs it, so a gather is fine."""
     relative = key_positions[:, None, :] - query_positions[:, :, None]  # [batch, q, k]
-    bias = jnp.take(self.table.T.astype(self.config.dtype), self._buckets(relative),
-                    axis=0)  # [batch, q, k, heads]
+    bias = jnp.take(self._table().T, self._buckets(relative), axis=0)  # [batch, q, k, heads]
     return jnp.transpose(bias, (0, 3, 1, 2))
 
   def in_row(self, batch: int, length: int):
@@ -181,18 +196,19 @@ class RelativePositionBias(nn.Module):
     ~40x slower (`bench`'s bias and its gradient: 32 ms, as fast as the
     gather, against 118 ms with plain broadcasts)."""
     cfg = self.config
+    dtype = attention_dtype(cfg)
     distances = np.arange(-(length - 1), length)  # index d holds k - q = d - (length - 1)
     one_hot = jax.nn.one_hot(self._buckets(distances), cfg.relative_attention_num_buckets,
-                             dtype=cfg.dtype)
-    by_distance = jnp.einsum('hn,dn->hd', self.table.astype(cfg.dtype), one_hot)  # [heads, 2L-1]
+                             dtype=dtype)
+    by_distance = jnp.einsum('hn,dn->hd', self._table(), one_hot)  # [heads, 2L-1]
     # Row q of the result is by_distance[:, length-1-q : 2*length-1-q]: laid end to end,
     # rows of 2L (one pad), read back as rows of 2L - 1, each starts one earlier.
     padded = jnp.pad(by_distance, ((0, 0), (0, 1)))  # [heads, 2L]
-    tiled = jnp.einsum('q,hd->hqd', jnp.ones(length, cfg.dtype), padded)  # [heads, L, 2L]
+    tiled = jnp.einsum('q,hd->hqd', jnp.ones(length, dtype), padded)  # [heads, L, 2L]
     flat = tiled.reshape(cfg.num_heads, 2 * length * length)
     shifted = flat[:, length - 1:length - 1 + length * (2 * length - 1)]
     bias = shifted.reshape(cfg.num_heads, length, 2 * length - 1)[:, :, :length]
-    return jnp.einsum('b,hqk->bhqk', jnp.ones(batch, cfg.dtype), bias)
+    return jnp.einsum('b,hqk->bhqk', jnp.ones(batch, dtype), bias)
 
 
 def rotary_embedding(x, positions, max_wavelength: int):
@@ -263,11 +279,7 @@ class MultiHeadAttention(nn.Module):
           jax.lax.dynamic_update_slice(old, new.astype(old.dtype), at)
           for old, new in zip(cached, (key, value)))
       key, value = cached
-    # On a CPU attention runs in f32: XLA:CPU multiplies batched bf16 dots in
-    # f32 anyway, and rounding scores and weights to bf16 between them cost
-    # more than it saved (bf16 `bench` training 12% faster, decoding 17%;
-    # BENCHMARKS.md). TPUs and GPUs multiply bf16 natively and keep cfg.dtype.
-    dtype = jnp.float32 if jax.default_backend() == 'cpu' else jnp.dtype(cfg.dtype)
+    dtype = attention_dtype(cfg)  # f32 on a CPU
     query, key, value = (y.astype(dtype) for y in (query, key, value))
     key, value = (jnp.repeat(y, groups, axis=1) for y in (key, value))  # [b, heads, k, d]
     logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
