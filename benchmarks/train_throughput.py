@@ -42,6 +42,8 @@ _CONFIGS = flags.DEFINE_list('configs', ['tiny', 'bench'], 'Configs in lamda_jax
 _PRECISIONS = flags.DEFINE_list('precisions', ['float32', 'bfloat16'], 'Compute dtypes.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 0, 'Sequences per step; 0 keeps the config\'s.')
 _REMAT_POLICY = flags.DEFINE_string('remat_policy', '', 'Empty keeps the config\'s.')
+_CAUSAL_BLOCKS = flags.DEFINE_integer('causal_blocks', 0, 'Query blocks of attention; 0 keeps '
+                                      'the config\'s.')
 # A 2048 matmul keeps a CPU's cores busy but is launch-bound on a GPU.
 PEAK_MATMUL_SIZE = {'cpu': 2048}
 
@@ -88,6 +90,8 @@ def main(argv):
     cfg = experiment.model
     if _REMAT_POLICY.value:
       cfg = dataclasses.replace(cfg, remat_policy=_REMAT_POLICY.value)
+    if _CAUSAL_BLOCKS.value:
+      cfg = dataclasses.replace(cfg, causal_blocks=_CAUSAL_BLOCKS.value)
     flops = stats.flops_per_token(cfg, experiment.train.seq_len)['flops_per_token']
     for precision in _PRECISIONS.value:
       run = dataclasses.replace(experiment, model=dataclasses.replace(cfg, dtype=precision))
@@ -95,6 +99,7 @@ def main(argv):
       print(json.dumps({
           'system': 'lamda_jax', 'cpu': CPU, 'device': DEVICE, 'config': experiment.name,
           'precision': precision, 'remat_policy': cfg.remat_policy,
+          'causal_blocks': cfg.causal_blocks,
           'tokens_per_second': tokens_per_second, 'flops_per_token': flops,
           'mfu_vs_measured_peak': flops * tokens_per_second / (peaks[precision] *
                                                                jax.device_count()),

@@ -145,10 +145,14 @@ class ModelConfig:
   param_dtype: str = 'float32'
   scan_layers: bool = True
   remat_policy: str = 'none'
+  # Attention without a cache (training, evaluation) in this many blocks of
+  # queries, each skipping the keys after its end, which the causal mask hides
+  # (layers.causal_blocks); 1 computes the whole square.
+  causal_blocks: int = 1
 
   def __post_init__(self):
     for name in ('num_layers', 'd_model', 'num_heads', 'd_ff', 'head_dim', 'vocab_size',
-                 'relative_attention_max_distance', 'rope_max_wavelength'):
+                 'relative_attention_max_distance', 'rope_max_wavelength', 'causal_blocks'):
       _check_int(f'model.{name}', getattr(self, name))
     _check_int('model.num_kv_heads', self.num_kv_heads, minimum=0, maximum=self.num_heads)
     if self.num_heads % self.kv_heads:

@@ -54,6 +54,7 @@ def _tiny_with(section, field, value):
     ('model', 'num_kv_heads', 8, 'config.model.num_kv_heads: must be <= 4, got 8'),
     ('model', 'position_encoding', 'alibi', "config.model.position_encoding: unknown value 'alibi'"),
     ('model', 'rope_max_wavelength', 0, 'config.model.rope_max_wavelength: must be >= 1'),
+    ('model', 'causal_blocks', 0, 'config.model.causal_blocks: must be >= 1'),
     ('mesh', 'tensor', 0, 'config.mesh.tensor: must be >= 1'),
     ('mesh', 'fsdp', -1, 'config.mesh: at most one axis may be -1'),
     ('train', 'seq_len', 0, 'config.train.seq_len: must be >= 1'),

@@ -45,6 +45,8 @@ def _apply(cfg, params, *inputs, **kwargs):
     {'remat_policy': 'full'}, {'head_dim': 16, 'num_heads': 3},
     {'position_encoding': 'rope'}, {'num_kv_heads': 2}, {'num_kv_heads': 1, 'scan_layers': False},
     {'num_kv_heads': 2, 'position_encoding': 'rope', 'rope_max_wavelength': 100},
+    {'causal_blocks': 3}, {'causal_blocks': 32, 'scan_layers': False},
+    {'causal_blocks': 4, 'position_encoding': 'rope', 'num_kv_heads': 2},
 ], ids=str)
 def test_matches_numpy_reference(changes):
   cfg = _variant(**changes)
@@ -72,8 +74,8 @@ def test_logits_of_chosen_vocab_ids_match_the_numpy_reference(tie_embeddings):
   np.testing.assert_allclose(logits, want[..., [4, 90, 4, 17]], rtol=2e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize('changes', [{}, {'position_encoding': 'rope', 'num_kv_heads': 2}],
-                         ids=str)
+@pytest.mark.parametrize('changes', [{}, {'position_encoding': 'rope', 'num_kv_heads': 2},
+                                     {'causal_blocks': 5}], ids=str)
 def test_numpy_reference_on_packed_and_padded_rows(changes):
   cfg = _variant(**changes)
   tokens = _tokens((2, 12))
@@ -141,6 +143,29 @@ def test_remat_policies_keep_gradients(policy):
   want = grad(params, CFG)
   got = grad(params, _variant(remat_policy=policy))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+
+
+@pytest.mark.parametrize('changes', [{'causal_blocks': 3},
+                                     {'causal_blocks': 4, 'position_encoding': 'rope'}], ids=str)
+def test_causal_blocks_keep_gradients(changes):
+  """Blocked attention's gradients are the whole square's: the blocks it skips
+  are masked, so they contribute nothing."""
+  tokens = _tokens((2, 11))
+  params = nn.unbox(_init(CFG, tokens))
+
+  def loss(p, cfg):
+    return jnp.mean(Decoder(cfg).apply({'params': p}, tokens) ** 2)
+
+  grad = jax.jit(jax.grad(loss), static_argnums=1)
+  want = grad(params, _variant(**dict(changes, causal_blocks=1)))
+  got = grad(params, _variant(**changes))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+
+
+def test_causal_blocks_cover_the_positions_once():
+  assert layers.causal_blocks(10, 3) == [(0, 3), (3, 6), (6, 10)]
+  assert layers.causal_blocks(2, 4) == [(0, 1), (1, 2)]  # no empty blocks
+  assert layers.causal_blocks(7, 1) == [(0, 7)]
 
 
 @pytest.mark.parametrize('policy,kept', [('full', 0), ('dots', 2), ('dots_no_batch', 2)])
