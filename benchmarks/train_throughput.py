@@ -37,7 +37,8 @@ DEVICE = jax.devices()[0].device_kind
 
 _PEER_PYTHON = flags.DEFINE_string('peer_python', '', 'Python with torch + transformers; '
                                    'empty skips the peer.')
-_STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per measurement (after 2 warm-up steps).')
+_STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps per measurement (after 2 warm-up '
+                              'steps); 3 moved by 10-20% between runs.')
 _CONFIGS = flags.DEFINE_list('configs', ['tiny', 'bench'], 'Configs in lamda_jax.configs.')
 _PRECISIONS = flags.DEFINE_list('precisions', ['float32', 'bfloat16'], 'Compute dtypes.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 0, 'Sequences per step; 0 keeps the config\'s.')
