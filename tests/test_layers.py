@@ -145,3 +145,19 @@ def test_accumulating_einsum_and_its_gradients_match_numpy_in_bfloat16(equation)
     assert got.dtype == jnp.bfloat16
     # Exact products of the bf16 operands, summed and rounded once to bf16's 8 bits.
     np.testing.assert_allclose(as64(got), expected, rtol=2 ** -8, atol=1e-6)
+
+
+@pytest.mark.parametrize('equation', ['ble,ev->blv', 'ble,ve->blv'])
+def test_float32_out_keeps_the_accumulated_logits_unrounded(equation):
+  """The vocab logits come out as accumulated in f32 (not rounded to bf16's 8
+  bits), and their gradients are the bf16 projection's from the cotangent in bf16."""
+  x, kernel, grad = (a.astype(jnp.bfloat16) for a in _operands(equation, jax.random.key(2)))
+  out, vjp = jax.vjp(lambda x, kernel: layers.accumulating_einsum(equation, x, kernel, True),
+                     x, kernel)
+  want = np.einsum(equation, np.asarray(x, np.float64), np.asarray(kernel, np.float64))
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(out, np.float64), want, rtol=1e-6, atol=1e-6)
+  _, rounded_vjp = jax.vjp(functools.partial(layers.accumulating_einsum, equation), x, kernel)
+  for got, expected in zip(vjp(grad.astype(jnp.float32)), rounded_vjp(grad)):
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(expected, np.float32))

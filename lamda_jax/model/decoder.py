@@ -173,10 +173,10 @@ class Decoder(nn.Module):
       equation, vocab_axis = 'ble,ev->blv', 1
     if vocab_ids is not None:
       kernel = jnp.take(kernel, vocab_ids, axis=vocab_axis)
-    logits = layers.accumulating_einsum(equation, x, kernel.astype(x.dtype))
+    logits = layers.accumulating_einsum(equation, x, kernel.astype(x.dtype), True)  # f32
     if cfg.tie_embeddings:
       logits = logits / np.sqrt(cfg.d_model)  # T5's rescaling for tied weights
-    logits = nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+    logits = nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
     return returned((logits, heads) if readout == 'both' else logits)
 
 

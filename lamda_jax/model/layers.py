@@ -52,10 +52,11 @@ def _einsum_f32(equation: str, a, b):
   return jnp.einsum(equation, a, b, preferred_element_type=jnp.float32)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def accumulating_einsum(equation: str, x, kernel):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
+def accumulating_einsum(equation: str, x, kernel, float32_out: bool = False):
   """`einsum(equation, x, kernel)` of same-dtype operands, accumulated in
-  float32 and returned in their dtype; its gradients are computed the same way.
+  float32 and returned in their dtype (in float32 if `float32_out`); its
+  gradients are computed the same way, from the cotangent in their dtype.
 
   For a projection ('ble,ef->blf': every index of one operand also appears in
   the other or in the output). TPUs and GPUs accumulate bf16 matmuls in f32
@@ -63,17 +64,22 @@ def accumulating_einsum(equation: str, x, kernel):
   run bf16 x bf16 -> f32 dots natively (YNNPACK, AVX512-BF16) instead of
   converting both operands to f32 first. The hand-written gradients are two
   more such einsums; XLA:CPU runs them faster than the transposes JAX derives
-  (BENCHMARKS.md), in f32 as in bf16.
+  (BENCHMARKS.md), in f32 as in bf16. `float32_out` is for the vocab logits,
+  which the loss and sampling read in f32: kept as accumulated, not rounded
+  to bf16 and converted back.
   """
-  return _einsum_f32(equation, x, kernel).astype(x.dtype)
+  out = _einsum_f32(equation, x, kernel)
+  return out if float32_out else out.astype(x.dtype)
 
 
-def _accumulating_einsum_fwd(equation, x, kernel):
-  return accumulating_einsum(equation, x, kernel), (x, kernel)
+def _accumulating_einsum_fwd(equation, x, kernel, float32_out):
+  return accumulating_einsum(equation, x, kernel, float32_out), (x, kernel)
 
 
-def _accumulating_einsum_bwd(equation, residuals, grad):
+def _accumulating_einsum_bwd(equation, float32_out, residuals, grad):
+  del float32_out  # the cotangent is taken in the operands' dtype either way
   x, kernel = residuals
+  grad = grad.astype(x.dtype)
   operands, out = equation.split('->')
   x_axes, kernel_axes = operands.split(',')
   grad_x = _einsum_f32(f'{out},{kernel_axes}->{x_axes}', grad, kernel).astype(x.dtype)
