@@ -1,6 +1,7 @@
 """Cached decoding is the full forward pass: same logits at every step."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -125,3 +126,23 @@ def test_a_shared_prefix_is_not_shared_again():
   cfg, _, _ = _setup(False)
   with pytest.raises(ValueError, match='already reads a shared prefix'):
     KVCache.empty(cfg, 2, 4).shared_by(3, 4).shared_by(2, 4)
+
+
+def test_decoding_steps_write_their_slot_in_place_without_copying_the_cache():
+  """XLA:CPU fused each new slot's write into every einsum reading the cache,
+  so it rebuilt the cache per reader and copied it for the write: a copy of
+  every layer's whole cache per step (BENCHMARKS.md, "Research loop")."""
+  cfg, params, tokens = _setup(False, dtype='bfloat16')
+  slots = 64
+
+  def steps(params, cache):
+    def step(index, cache):
+      position = jnp.full((2, 1), index, jnp.int32)
+      _, cache = Decoder(cfg).apply({'params': params}, tokens[:, :1], position,
+                                    jnp.ones((2, 1), jnp.int32), cache=cache)
+      return cache
+    return jax.lax.fori_loop(0, 8, step, cache)
+
+  hlo = jax.jit(steps, donate_argnums=1).lower(params, KVCache.empty(cfg, 2, slots)).compile().as_text()
+  cache_shape = rf'\[2,{cfg.kv_heads},{slots},{cfg.head_dim}\]'
+  assert not re.findall(rf'= \w+{cache_shape}\S* copy\(', hlo)

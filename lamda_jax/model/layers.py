@@ -298,6 +298,13 @@ class MultiHeadAttention(nn.Module):
       cached = tuple(  # [batch, kv_heads, slots, head_dim]
           jax.lax.dynamic_update_slice(old, new.astype(old.dtype), at)
           for old, new in zip(cached, (key, value)))
+      if jax.default_backend() == 'cpu':
+        # XLA:CPU fuses the slot's write into each einsum that reads the
+        # cache: it rebuilds the whole cache per reader and copies it for the
+        # write, every layer, every step. The barrier leaves one write, in
+        # place (a research line's 1024-slot cache: 13.3 -> 11.0 ms per
+        # token; BENCHMARKS.md). Unmeasured on accelerators, which skip it.
+        cached = jax.lax.optimization_barrier(cached)
       key, value = cached
     dtype = attention_dtype(cfg)  # f32 on a CPU
     query, key, value = (y.astype(dtype) for y in (query, key, value))
