@@ -127,6 +127,7 @@ bench: $(INSTALLED) $(BENCH_VENV)/.installed data
 	$(CPU_ENV) $(BIN)/python -m benchmarks.decode_throughput \
 	  --peer_python=$(BENCH_VENV)/bin/python
 	$(CPU_ENV) $(BIN)/python -m benchmarks.serve_load
+	$(CPU_ENV) $(BIN)/python -m benchmarks.research_loop
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache
