@@ -5,8 +5,9 @@ look-ups, translations, chitchat) are replayed through the loop itself
 (`research.run`) with the `bench` model and the embedded toolset. Every
 LAMDA-RESEARCH line is decoded as `researcher.Researcher` decodes it: a
 `continuation.Continuation` runs what the transcript gained since its last
-line, then one token per step until a newline or `research.max_line_tokens`.
-Every query goes to the real toolset. The loop then takes the dialog's own
+line, then one token per step, here for as many tokens as the dialog's own
+line and its newline (where a trained model stops; at most
+`research.max_line_tokens`). Every query goes to the real toolset. The loop then takes the dialog's own
 line, since a model with random weights writes none the protocol accepts: the
 transcripts, queries and results are the fine-tuning data's, and the model
 does the loop's work on them. The yardstick, measured in the same run: the
