@@ -28,14 +28,18 @@ def _setup(scan_layers, **changes):
   return cfg, params, tokens
 
 
-def _stepwise(cfg, params, tokens, positions, segment_ids, chunks):
-  """Logits of `tokens` fed to a cache in consecutive chunks of the given sizes."""
+def _stepwise(cfg, params, tokens, positions, segment_ids, chunks, grow=False):
+  """Logits of `tokens` fed to a cache in consecutive chunks of the given
+  sizes; with `grow`, the cache holds only the slots written so far and grows
+  before each chunk to hold it."""
   apply = jax.jit(lambda p, t, pos, seg, c: Decoder(cfg).apply({'params': p}, t, pos, seg,
                                                                cache=c))
-  cache = KVCache.empty(cfg, tokens.shape[0], tokens.shape[1])
+  cache = KVCache.empty(cfg, tokens.shape[0], chunks[0] if grow else tokens.shape[1])
   outputs, start = [], 0
   for size in chunks:
     end = start + size
+    if end > cache.positions.shape[1]:
+      cache = cache.with_slots(end)
     logits, cache = apply(params, tokens[:, start:end], positions[:, start:end],
                           segment_ids[:, start:end], cache)
     outputs.append(logits)
@@ -48,6 +52,18 @@ def _stepwise(cfg, params, tokens, positions, segment_ids, chunks):
 @pytest.mark.parametrize('prompt', [1, 7, 16])
 def test_cached_steps_equal_the_full_pass(scan_layers, prompt):
   _check_prompt_then_steps(*_setup(scan_layers), prompt)
+
+
+@pytest.mark.parametrize('scan_layers', [False, True])
+def test_a_cache_grown_before_each_chunk_equals_the_full_pass(scan_layers):
+  cfg, params, tokens = _setup(scan_layers)
+  positions = jnp.broadcast_to(jnp.arange(LENGTH), tokens.shape)
+  full = Decoder(cfg).apply({'params': params}, tokens)
+  cached = _stepwise(cfg, params, tokens, positions, jnp.ones_like(tokens), [5, 1, 7, 1] + [2] * 5,
+                     grow=True)
+  np.testing.assert_allclose(cached, full, atol=2e-5, rtol=1e-5)
+  with pytest.raises(ValueError, match='3 slots cannot hold the 5'):
+    KVCache.empty(cfg, 1, 5).with_slots(3)
 
 
 def _check_prompt_then_steps(cfg, params, tokens, prompt):

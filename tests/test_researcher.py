@@ -53,10 +53,11 @@ def test_cached_lines_equal_full_passes_as_the_prompt_grows_and_changes():
   model, params = test_decoding._model_and_params()  # pylint: disable=protected-access
   sampling = decoding.Sampling(1, 6, 0, 0.0, 1.0)
   lines = continuation.Continuation(_run(model, params), sampling, [STOP], window=40)
-  prompt, cut = [5, 9, 17, 4], 0
+  prompt, cut, slots = [5, 9, 17, 4], 0, []
   with _run(model, params).activated():
     for step in range(4):
       written = lines.line(prompt)
+      slots.append(lines.cache.positions.shape[1])
       assert written == _greedy_line(model, params, prompt, 6), step
       cut += STOP not in written
       assert lines.line_cuts == cut  # six tokens without the stop token: cut there
@@ -66,6 +67,27 @@ def test_cached_lines_equal_full_passes_as_the_prompt_grows_and_changes():
       prompt = prompt + line + [11, 3 + step]
     # Only what was new ran: each prompt's new tokens and each line's tokens.
     assert lines.tokens_run < 1 + len(prompt) + 4 * 6 + 4
+  # The cache grows by powers of two to hold what it keeps plus the padded
+  # 16-token chunk of the prompt's new tokens: 0 + 16, then 10 + 16, 19 + 16
+  # and 26 + 16 (a rewound line keeps one token less), never the 40 + 64
+  # slots a window of 40 could need.
+  assert slots == [16, 32, 64, 64]
+
+
+def test_the_cache_grows_to_hold_a_prompt_and_its_line_up_to_what_the_window_needs():
+  model, params = test_decoding._model_and_params()  # pylint: disable=protected-access
+  sampling = decoding.Sampling(1, 6, 0, 0.0, 1.0)
+  lines = continuation.Continuation(_run(model, params), sampling, [STOP], window=40)
+  prompt = list(np.random.default_rng(1).integers(3, 61, 12))
+  longer = list(np.random.default_rng(2).integers(3, 61, 36))
+  with _run(model, params).activated():
+    # 13 prompt tokens and 6 of the line: more than the 16-token chunk.
+    assert lines.line(prompt) == _greedy_line(model, params, prompt, 6)
+    assert lines.cache.positions.shape[1] == 32
+    # Cut to its newest 33 tokens, it keeps only the leading 0: 1 + a 64-token
+    # chunk, which the 40 + 64 slots of the window hold.
+    assert lines.line(longer) == _greedy_line(model, params, longer[-33:], 6)
+    assert lines.cache.positions.shape[1] == 40 + 64
 
 
 def test_a_prompt_longer_than_the_window_keeps_its_newest_tokens():

@@ -5,6 +5,7 @@ one sampled token, a discriminator's attribute suffix) against the cached
 slots and returns the cache with the chunk written into the next slots.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -57,6 +58,15 @@ class KVCache:
     return cls(zeros(), zeros(), jnp.zeros((batch, slots), jnp.int32),
                jnp.zeros((batch, slots), jnp.int32), jnp.zeros((), jnp.int32))
 
+  def with_slots(self, slots: int) -> 'KVCache':
+    """This cache with `slots` slots, the added ones empty: a cache that
+    grows with its prompt attends, at every step, over only the slots it may
+    have used, not over the most it could ever hold."""
+    held = self.positions.shape[1]
+    if slots < held:
+      raise ValueError(f'with_slots: {slots} slots cannot hold the {held} this cache has')
+    return _with_slots(self, slots)
+
   def shared_by(self, copies: int, slots: int) -> 'KVCache':
     """An empty cache of `slots` slots for `copies` rows per row of this one,
     which becomes their shared prefix: each candidate reads its prompt's keys
@@ -71,6 +81,23 @@ class KVCache:
     return KVCache(jax.tree.map(empty, self.keys), jax.tree.map(empty, self.values),
                    jnp.zeros((rows, slots), jnp.int32), jnp.zeros((rows, slots), jnp.int32),
                    jnp.zeros((), jnp.int32), prefix=self)
+
+
+@functools.partial(jax.jit, static_argnames='slots')
+def _with_slots(cache: KVCache, slots: int) -> KVCache:
+  """Jitted: outside jit, the cache's sharding constraint rejects a mesh axis
+  that does not divide its rows (one row on a data-parallel mesh)."""
+  held = cache.positions.shape[1]
+
+  def grown(x, axis):  # axis: the slots axis, counted from the end
+    widths = [(0, 0)] * x.ndim
+    widths[x.ndim + axis] = (0, slots - held)
+    return jnp.pad(x, widths)
+
+  keys, values = (jax.tree.map(lambda x: _constrain(grown(x, -2)), kv)
+                  for kv in (cache.keys, cache.values))
+  return cache.replace(keys=keys, values=values, positions=grown(cache.positions, -1),
+                       segment_ids=grown(cache.segment_ids, -1))
 
 
 def cached_attention_mask(segment_ids, slot_segment_ids, first_slot):

@@ -10,8 +10,10 @@ part (the longest common prefix); nothing before it runs again.
 
 Slots beyond the cache's length are stale and harmless: a token written at
 slot s attends only slots <= s, which are always rewritten first. Chunks are
-padded to a power of two (at least `MIN_CHUNK`) so a conversation compiles a
-handful of shapes, not one per result length.
+padded to a power of two (at least `MIN_CHUNK`), and the cache grows by powers
+of two as the prompt does, so a conversation compiles a handful of shapes, not
+one per result length, and each decoded token attends over about the slots in
+use, not the most the window could need.
 """
 
 import functools
@@ -90,7 +92,8 @@ class Continuation:
       raise ValueError(f'lines of {sampling.max_new_tokens} tokens leave no room for a prompt '
                        f'in a window of {window}')
     # The window, plus the padding of the largest chunk that can start at its end.
-    self.cache = KVCache.empty(run.model.config, 1, window + _chunk_size(window))
+    self.most_slots = window + _chunk_size(window)
+    self.cache = KVCache.empty(run.model.config, 1, min(MIN_CHUNK, self.most_slots))
     self.held = []  # the tokens the cache holds
     self.tokens_run = self.window_cuts = self.line_cuts = self.lines = 0
 
@@ -111,6 +114,11 @@ class Continuation:
     self.cache = self.cache.replace(length=jnp.asarray(common, jnp.int32))
     chunk = np.zeros((1, _chunk_size(len(new))), np.int32)
     chunk[0, :len(new)] = new
+    # Room for the padded chunk and for the longest line after the prompt:
+    # a write past the last slot would land on it (XLA clamps the index).
+    needed = common + max(chunk.shape[1], len(new) + self.sampling.max_new_tokens)
+    if needed > self.cache.positions.shape[1]:
+      self.cache = self.cache.with_slots(min(_chunk_size(needed), self.most_slots))
     params, model = self.run.params, self.run.model
     logits, self.cache = extend(params, self.cache, jnp.asarray(chunk), len(new), model=model)
     rng = jax.random.fold_in(self.rng, self.lines)
