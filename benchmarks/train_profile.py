@@ -7,8 +7,9 @@ Runs `trainer.set_up`'s update as benchmarks/train_throughput does, traces
 `--steps` steps with `jax.profiler`, reads the trace back
 (`jax.profiler.ProfileData`), and maps each thunk to its HLO instruction's
 `op_name` in the compiled step. Thunks on the two cores may overlap, so the
-kinds are shares of the summed thunk time, beside the wall time per step.
-Prints one JSON line and a table.
+kinds are shares of the summed thunk time, beside the wall time per step, how
+long each kind ran with no other thunk beside it, and how long n thunks were
+in flight (`concurrency`). Prints one JSON line and a table.
 """
 
 import collections
@@ -91,16 +92,31 @@ def op_names(hlo_text: str) -> dict[str, str]:
   return names
 
 
-def thunk_times(trace_dir: str, names: dict[str, str]) -> dict[str, int]:
-  """Nanoseconds per HLO instruction that ran as a thunk in the trace."""
+def thunk_events(trace_dir: str, names: dict[str, str]) -> list[tuple[str, int, int]]:
+  """(HLO instruction, start ns, end ns) of each thunk that ran in the trace."""
   [path] = [str(p) for p in pathlib.Path(trace_dir).rglob('*.xplane.pb')]
-  totals = collections.Counter()
-  for plane in jax.profiler.ProfileData.from_file(path).planes:
-    for line in plane.lines:
-      for event in line.events:
-        if event.name in names:
-          totals[event.name] += event.duration_ns
-  return totals
+  return [(event.name, event.start_ns, event.start_ns + event.duration_ns)
+          for plane in jax.profiler.ProfileData.from_file(path).planes
+          for line in plane.lines for event in line.events if event.name in names]
+
+
+def concurrency(events) -> tuple[dict[int, float], dict[str, float]]:
+  """(seconds during which exactly n thunks ran, for each n; seconds each
+  thunk ran alone), from the first thunk's start to the last one's end. A dot
+  alone still runs on every core (YNNPACK splits it), other thunks alone may
+  leave cores idle; thunks side by side share the cores, so their summed times
+  over-count the step's."""
+  edges = sorted([(start, 1, name) for name, start, _ in events] +
+                 [(end, -1, name) for name, _, end in events])
+  in_flight, alone, running = collections.Counter(), collections.Counter(), collections.Counter()
+  for (time_ns, change, name), (next_ns, _, _) in zip(edges, edges[1:]):
+    running[name] += change
+    running = +running  # drops the thunks that ended
+    seconds = (next_ns - time_ns) / 1e9
+    in_flight[sum(running.values())] += seconds
+    if len(running) == 1:
+      alone[next(iter(running))] += seconds
+  return dict(sorted(in_flight.items())), dict(alone)
 
 
 def profile(experiment, steps: int) -> dict:
@@ -119,14 +135,24 @@ def profile(experiment, steps: int) -> dict:
           state, step_metrics = trainer.update(state, batch)
         jax.block_until_ready(step_metrics)
       wall = (time.perf_counter() - start) / steps
-      times = thunk_times(trace_dir, names)
+      events = thunk_events(trace_dir, names)
+  times = collections.Counter()
+  for name, start, end in events:
+    times[name] += end - start
   by_kind = collections.Counter()
   for name, nanoseconds in times.items():
     by_kind[kind_of(names[name])] += nanoseconds / steps
   total = sum(by_kind.values())
   slowest = sorted(times.items(), key=lambda item: -item[1])
+  in_flight, alone = concurrency(events)
+  alone_by_kind = collections.Counter()
+  for name, seconds in alone.items():
+    alone_by_kind[kind_of(names[name])] += seconds / steps
   return {'wall_seconds_per_step': wall, 'thunk_seconds_per_step': total / 1e9,
-          'by_kind': {kind: {'seconds': t / 1e9, 'share': t / total}
+          'seconds_per_step_with_n_thunks_in_flight': {
+              n: seconds / steps for n, seconds in in_flight.items()},
+          'by_kind': {kind: {'seconds': t / 1e9, 'share': t / total,
+                             'seconds_alone': alone_by_kind[kind]}
                       for kind, t in by_kind.most_common()},
           'slowest': [{'thunk': name, 'seconds': t / steps / 1e9, 'op_name': names[name]}
                       for name, t in slowest]}
@@ -147,8 +173,12 @@ def main(argv):
                     'config': experiment.name, 'precision': FLAGS.precision, **result}))
   print(f"\nwall {result['wall_seconds_per_step']:.3f} s per step; "
         f"thunks {result['thunk_seconds_per_step']:.3f} s (both cores)")
+  print('thunks in flight: ' + ', '.join(
+      f'{n}: {seconds:.3f} s' for n, seconds in
+      result['seconds_per_step_with_n_thunks_in_flight'].items()))
   for kind, entry in result['by_kind'].items():
-    print(f"{entry['seconds'] * 1e3:9.1f} ms  {entry['share']:6.1%}  {kind}")
+    print(f"{entry['seconds'] * 1e3:9.1f} ms  {entry['share']:6.1%}  "
+          f"{entry['seconds_alone'] * 1e3:7.1f} ms alone  {kind}")
   print('\nslowest thunks:')
   for entry in result['slowest']:
     print(f"{entry['seconds'] * 1e3:9.1f} ms  {entry['thunk']:28s} {entry['op_name'][-80:]}")

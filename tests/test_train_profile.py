@@ -51,6 +51,14 @@ def test_each_op_name_has_its_kind(op_name, kind):
   assert train_profile.kind_of(op_name).startswith(kind)
 
 
+def test_concurrency_counts_the_thunks_in_flight_and_each_one_alone():
+  # a and b overlap for 5 ns, d runs beside c, e starts as c ends, nothing runs in 15-20.
+  events = [('a', 0, 10), ('b', 5, 15), ('c', 20, 30), ('d', 20, 25), ('e', 30, 32)]
+  in_flight, alone = train_profile.concurrency(events)
+  assert in_flight == pytest.approx({0: 5e-9, 1: 17e-9, 2: 10e-9})
+  assert alone == pytest.approx({'a': 5e-9, 'b': 5e-9, 'c': 5e-9, 'e': 2e-9})
+
+
 def test_a_tiny_step_is_profiled_and_its_dots_found():
   experiment = config_lib.load(tiny_docs.get_config())
   experiment = dataclasses.replace(experiment, train=dataclasses.replace(
@@ -63,3 +71,6 @@ def test_a_tiny_step_is_profiled_and_its_dots_found():
   # Thunks run on at most this machine's cores at once, within one step's wall time.
   assert 0 < result['thunk_seconds_per_step'] < 8 * result['wall_seconds_per_step']
   assert all(entry['op_name'] is not None for entry in result['slowest'])
+  in_flight = result['seconds_per_step_with_n_thunks_in_flight']
+  assert 0 < sum(in_flight.values()) <= result['wall_seconds_per_step']
+  assert all(0 <= entry['seconds_alone'] <= entry['seconds'] for entry in kinds.values())
